@@ -1,0 +1,37 @@
+# Helper functions in the spirit of COLMAP's cmake/CMakeHelper.cmake.
+
+# megaloc_add_library(NAME name SRCS ... [PUBLIC_LINK_LIBS ...] [PRIVATE_LINK_LIBS ...])
+# A static library of the project, installed and exported as megaloc::<name>.
+function(megaloc_add_library)
+  cmake_parse_arguments(ARG "" "NAME" "SRCS;PUBLIC_LINK_LIBS;PRIVATE_LINK_LIBS" ${ARGN})
+  add_library(${ARG_NAME} STATIC ${ARG_SRCS})
+  target_include_directories(${ARG_NAME} PUBLIC
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src>
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+    $<INSTALL_INTERFACE:include>)
+  target_link_libraries(${ARG_NAME} PUBLIC ${ARG_PUBLIC_LINK_LIBS} PRIVATE ${ARG_PRIVATE_LINK_LIBS})
+  set_property(GLOBAL APPEND PROPERTY MEGALOC_LIBRARIES ${ARG_NAME})
+endfunction()
+
+# megaloc_add_executable(NAME name SRCS ... [LINK_LIBS ...]) -- installed to bin/.
+function(megaloc_add_executable)
+  cmake_parse_arguments(ARG "" "NAME" "SRCS;LINK_LIBS" ${ARGN})
+  add_executable(${ARG_NAME} ${ARG_SRCS})
+  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_LINK_LIBS})
+  install(TARGETS ${ARG_NAME} RUNTIME DESTINATION bin)
+endfunction()
+
+# megaloc_add_test(NAME name SRCS ... [LINK_LIBS ...] [LABELS ...])
+# One GoogleTest binary sharing tests/common/gtest_main.cc; every TEST is registered with CTest as
+# <name>.<Suite>.<Test> and carries the given labels. Tests run with tests/data as MEGALOC_TEST_DATA_DIR.
+function(megaloc_add_test)
+  cmake_parse_arguments(ARG "" "NAME" "SRCS;LINK_LIBS;LABELS" ${ARGN})
+  add_executable(${ARG_NAME} ${ARG_SRCS})
+  target_link_libraries(${ARG_NAME} PRIVATE megaloc_test_main ${ARG_LINK_LIBS})
+  gtest_discover_tests(${ARG_NAME}
+    TEST_PREFIX "${ARG_NAME}."
+    DISCOVERY_TIMEOUT 120
+    DISCOVERY_MODE PRE_TEST
+    PROPERTIES LABELS "${ARG_LABELS}"
+               ENVIRONMENT "MEGALOC_TEST_DATA_DIR=${PROJECT_SOURCE_DIR}/tests/data;MEGALOC_BINARY_DIR=${PROJECT_BINARY_DIR};OMP_NUM_THREADS=1")
+endfunction()

@@ -1,0 +1,41 @@
+# All find_package calls of the project live here (house style: one place).
+
+find_package(Threads REQUIRED)
+
+# LibTorch: Debian's libtorch-dev, or a user's (CUDA) LibTorch through CMAKE_PREFIX_PATH / Torch_DIR.
+find_package(Torch REQUIRED)
+message(STATUS "Found Torch ${Torch_VERSION} (${TORCH_INSTALL_PREFIX})")
+
+find_package(HDF5 REQUIRED COMPONENTS C CXX)
+find_package(Eigen3 3.3 REQUIRED NO_MODULE)
+find_package(Boost REQUIRED COMPONENTS program_options)
+find_package(OpenCV REQUIRED COMPONENTS core imgcodecs imgproc)
+find_package(SQLite3 REQUIRED)
+find_package(nlohmann_json 3.2 REQUIRED)
+find_package(BLAS REQUIRED)
+find_package(OpenMP)
+
+if(MEGALOC_TESTS_ENABLED)
+  find_package(GTest REQUIRED)
+  include(GoogleTest)
+endif()
+
+set(MEGALOC_FAISS_FOUND OFF)
+if(MEGALOC_FAISS_ENABLED)
+  find_library(FAISS_LIBRARY NAMES faiss)
+  find_path(FAISS_INCLUDE_DIR NAMES faiss/IndexFlat.h)
+  if(FAISS_LIBRARY AND FAISS_INCLUDE_DIR)
+    message(STATUS "Enabling FAISS (${FAISS_LIBRARY})")
+    set(MEGALOC_FAISS_FOUND ON)
+  else()
+    message(STATUS "Disabling FAISS (libfaiss not found)")
+  endif()
+endif()
+
+# The COLMAP binary is only needed at run time (plugin, lamar_eval localize, integration tests).
+find_program(COLMAP_EXECUTABLE colmap)
+if(COLMAP_EXECUTABLE)
+  message(STATUS "Found COLMAP binary: ${COLMAP_EXECUTABLE}")
+else()
+  message(STATUS "COLMAP binary not found: COLMAP integration tests will be skipped")
+endif()

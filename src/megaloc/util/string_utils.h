@@ -1,0 +1,19 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace megaloc {
+
+// Splits on any run of whitespace; no empty tokens.
+std::vector<std::string> SplitWhitespace(const std::string& text);
+// Splits on a delimiter character, keeping empty fields.
+std::vector<std::string> Split(const std::string& text, char delimiter);
+std::string Trim(const std::string& text);
+bool StartsWith(const std::string& text, const std::string& prefix);
+bool EndsWith(const std::string& text, const std::string& suffix);
+std::string ToLower(std::string text);
+// True if the text contains a space, tab, newline or other whitespace character.
+bool HasWhitespace(const std::string& text);
+
+}  // namespace megaloc
