@@ -1,0 +1,440 @@
+#include "megaloc/retrieval/search.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+#include <unordered_set>
+
+#include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "megaloc/retrieval/search_internal.h"
+#include "megaloc/util/logging.h"
+#include "megaloc/util/string_utils.h"
+#include "megaloc/util/timer.h"
+
+// OpenBLAS-specific thread control; weak so that another CBLAS also links (then it is a no-op).
+#pragma weak openblas_set_num_threads
+
+namespace megaloc {
+namespace {
+
+constexpr int64_t kMinDbBlock = 1024;  // below this many columns per sgemm, prefer smaller query blocks
+
+struct Candidate {
+  float score;
+  int64_t label;
+};
+
+// True if a ranks before b: higher score first, then lower label.
+inline bool Better(const Candidate& a, const Candidate& b) {
+  return a.score > b.score || (a.score == b.score && a.label < b.label);
+}
+
+// Fixed-capacity heap whose top is the worst kept candidate.
+struct HeapRef {
+  Candidate* data;
+  int64_t* size;
+  int64_t capacity;
+
+  void SiftDown(int64_t i) {
+    const int64_t n = *size;
+    while (true) {
+      const int64_t left = 2 * i + 1;
+      if (left >= n) break;
+      int64_t worst = left;
+      const int64_t right = left + 1;
+      if (right < n && Better(data[worst], data[right])) worst = right;
+      if (Better(data[worst], data[i])) break;  // data[i] is already worse than both children
+      std::swap(data[i], data[worst]);
+      i = worst;
+    }
+  }
+
+  void SiftUp(int64_t i) {
+    while (i > 0) {
+      const int64_t parent = (i - 1) / 2;
+      if (!Better(data[parent], data[i])) break;  // parent is worse or equal: heap holds
+      std::swap(data[i], data[parent]);
+      i = parent;
+    }
+  }
+
+  void Push(const Candidate& c) {
+    if (*size < capacity) {
+      data[*size] = c;
+      ++*size;
+      SiftUp(*size - 1);
+    } else if (Better(c, data[0])) {
+      data[0] = c;
+      SiftDown(0);
+    }
+  }
+};
+
+void SetBlasThreads(int num_threads) {
+  if (num_threads > 0 && openblas_set_num_threads != nullptr) {
+    openblas_set_num_threads(num_threads);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+// Sources
+
+MatrixDescriptorSource::MatrixDescriptorSource(const float* data, int64_t num_rows, int dim)
+    : data_(data), num_rows_(num_rows), dim_(dim) {
+  MEGALOC_CHECK_GE(num_rows, 0);
+  MEGALOC_CHECK_GT(dim, 0);
+  MEGALOC_CHECK(data != nullptr || num_rows == 0);
+}
+
+MatrixDescriptorSource::MatrixDescriptorSource(const DescriptorMatrix& matrix)
+    : data_(matrix.data()), num_rows_(matrix.rows()), dim_(static_cast<int>(matrix.cols())) {
+  MEGALOC_CHECK_MSG(matrix.cols() > 0, "Descriptor matrix has no columns");
+}
+
+void MatrixDescriptorSource::ReadRows(int64_t begin, int64_t count, float* out) const {
+  MEGALOC_CHECK(begin >= 0 && count >= 0 && begin + count <= num_rows_);
+  std::memcpy(out, data_ + begin * dim_, sizeof(float) * count * dim_);
+}
+
+const float* MatrixDescriptorSource::ResidentRows(int64_t begin) const {
+  return data_ + begin * dim_;
+}
+
+CallbackDescriptorSource::CallbackDescriptorSource(int64_t num_rows, int dim, Generator generator)
+    : num_rows_(num_rows), dim_(dim), generator_(std::move(generator)) {
+  MEGALOC_CHECK_GE(num_rows, 0);
+  MEGALOC_CHECK_GT(dim, 0);
+  MEGALOC_CHECK(static_cast<bool>(generator_));
+}
+
+void CallbackDescriptorSource::ReadRows(int64_t begin, int64_t count, float* out) const {
+  MEGALOC_CHECK(begin >= 0 && count >= 0 && begin + count <= num_rows_);
+  generator_(begin, count, out);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Options
+
+std::string SearchBackendToString(SearchBackend backend) {
+  switch (backend) {
+    case SearchBackend::kExact:
+      return "exact";
+    case SearchBackend::kFaissIvf:
+      return "faiss_ivf";
+    case SearchBackend::kFaissHnsw:
+      return "faiss_hnsw";
+  }
+  return "unknown";
+}
+
+SearchBackend SearchBackendFromString(const std::string& name) {
+  if (name == "exact") return SearchBackend::kExact;
+  if (name == "faiss_ivf") return SearchBackend::kFaissIvf;
+  if (name == "faiss_hnsw") return SearchBackend::kFaissHnsw;
+  MEGALOC_THROW(InvalidArgument,
+                "Unknown retrieval backend '" << name << "' (valid: exact, faiss_ivf, faiss_hnsw)");
+}
+
+bool IsFaissAvailable() {
+#ifdef MEGALOC_FAISS_ENABLED
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool SearchOptions::Check() const {
+  CHECK_OPTION_GT(num_neighbors, 0);
+  CHECK_OPTION(!std::isnan(min_score));
+  CHECK_OPTION_GT(memory_limit, 0);
+  CHECK_OPTION(num_threads == -1 || num_threads > 0);
+  CHECK_OPTION_GE(max_query_block, 0);
+  CHECK_OPTION_GE(max_db_block, 0);
+  CHECK_OPTION(ivf_num_lists == -1 || ivf_num_lists > 0);
+  CHECK_OPTION_GT(ivf_num_probes, 0);
+  CHECK_OPTION_GE(hnsw_m, 2);
+  CHECK_OPTION_GT(hnsw_ef_construction, 0);
+  CHECK_OPTION_GT(hnsw_ef_search, 0);
+  return true;
+}
+
+int64_t SearchResult::NumValid(int64_t query) const {
+  int64_t n = 0;
+  while (n < k && labels[query * k + n] >= 0) ++n;
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Exact engine
+
+namespace {
+
+void BlockSizesImpl(int64_t num_queries,
+                    int64_t num_db,
+                    int dim,
+                    bool queries_resident,
+                    bool db_resident,
+                    const SearchOptions& options,
+                    int64_t* query_block,
+                    int64_t* db_block,
+                    int64_t* working_bytes) {
+  const int64_t k = std::max<int64_t>(1, std::min<int64_t>(options.num_neighbors, num_db));
+  const int64_t q_row = queries_resident ? 0 : int64_t{4} * dim;
+  const int64_t db_row = db_resident ? 0 : int64_t{4} * dim;
+  const int64_t heap_row = k * static_cast<int64_t>(sizeof(Candidate)) + 8;
+  const int64_t budget = options.memory_limit;
+  const int64_t nq = std::max<int64_t>(1, num_queries);
+  const int64_t nb = std::max<int64_t>(1, num_db);
+
+  int64_t bq = nq;
+  if (options.max_query_block > 0) bq = std::min(bq, options.max_query_block);
+  int64_t bd = 0;
+  while (true) {
+    const int64_t fixed = bq * (q_row + heap_row);
+    const int64_t per_db_row = db_row + bq * 4;
+    bd = fixed < budget ? (budget - fixed) / per_db_row : 0;
+    if (bd >= std::min(nb, kMinDbBlock) || bq == 1) break;
+    bq = std::max<int64_t>(1, bq / 2);
+  }
+  bd = std::min(bd, nb);
+  if (options.max_db_block > 0) bd = std::min(bd, options.max_db_block);
+  const int64_t needed_min = q_row + heap_row + db_row + 4;
+  MEGALOC_CHECK_MSG(bd >= 1, "memory_limit of " << budget << " bytes is too small for descriptors of dimension "
+                                                << dim << " and k = " << k << " (needs at least "
+                                                << needed_min << " bytes)");
+  *query_block = bq;
+  *db_block = bd;
+  *working_bytes = bq * (q_row + heap_row) + bd * db_row + bq * bd * 4;
+}
+
+SearchResult ExactSearch(const DescriptorSource& queries,
+                         const DescriptorSource& db,
+                         const SearchOptions& options,
+                         const std::vector<int64_t>* query_ids,
+                         const std::vector<int64_t>* db_ids,
+                         SearchStats* stats) {
+  Timer total_timer;
+  const int64_t nq = queries.NumRows();
+  const int64_t nb = db.NumRows();
+  const int dim = queries.Dim();
+  SearchResult result;
+  result.num_queries = nq;
+  result.k = std::min<int64_t>(options.num_neighbors, nb);
+  const int64_t k = result.k;
+  result.labels.assign(nq * k, -1);
+  result.scores.assign(nq * k, -std::numeric_limits<float>::infinity());
+  SearchStats local_stats;
+  local_stats.num_queries = nq;
+  local_stats.num_db = nb;
+  if (nq == 0 || k == 0) {
+    local_stats.total_seconds = total_timer.ElapsedSeconds();
+    if (stats) *stats = local_stats;
+    return result;
+  }
+
+  const bool queries_resident = queries.ResidentRows(0) != nullptr;
+  const bool db_resident = db.ResidentRows(0) != nullptr;
+  int64_t bq = 0, bd = 0, working = 0;
+  BlockSizesImpl(nq, nb, dim, queries_resident, db_resident, options, &bq, &bd, &working);
+  local_stats.query_block = bq;
+  local_stats.db_block = bd;
+  local_stats.working_bytes = working;
+
+  SetBlasThreads(options.num_threads);
+
+  std::vector<float> query_buffer(queries_resident ? 0 : bq * dim);
+  std::vector<float> db_buffer(db_resident ? 0 : bd * dim);
+  std::vector<float> sims(bq * bd);
+  std::vector<Candidate> heaps(bq * k);
+  std::vector<int64_t> heap_sizes(bq);
+  const float min_score = options.min_score;
+  const bool use_ids = query_ids != nullptr && db_ids != nullptr;
+
+#ifdef _OPENMP
+  const int omp_threads = options.num_threads > 0 ? options.num_threads : omp_get_max_threads();
+#endif
+
+  for (int64_t q0 = 0; q0 < nq; q0 += bq) {
+    const int64_t q_count = std::min(bq, nq - q0);
+    Timer read_timer;
+    const float* q_data = queries.ResidentRows(q0);
+    if (q_data == nullptr) {
+      queries.ReadRows(q0, q_count, query_buffer.data());
+      q_data = query_buffer.data();
+    }
+    local_stats.read_seconds += read_timer.ElapsedSeconds();
+    std::fill(heap_sizes.begin(), heap_sizes.end(), 0);
+    ++local_stats.num_db_passes;
+
+    for (int64_t d0 = 0; d0 < nb; d0 += bd) {
+      const int64_t d_count = std::min(bd, nb - d0);
+      read_timer.Restart();
+      const float* d_data = db.ResidentRows(d0);
+      if (d_data == nullptr) {
+        db.ReadRows(d0, d_count, db_buffer.data());
+        d_data = db_buffer.data();
+      }
+      local_stats.read_seconds += read_timer.ElapsedSeconds();
+
+      Timer gemm_timer;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(q_count),
+                  static_cast<int>(d_count), dim, 1.0f, q_data, dim, d_data, dim, 0.0f, sims.data(),
+                  static_cast<int>(d_count));
+      local_stats.gemm_seconds += gemm_timer.ElapsedSeconds();
+
+      Timer topk_timer;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(omp_threads) if (q_count * d_count > 65536)
+#endif
+      for (int64_t i = 0; i < q_count; ++i) {
+        HeapRef heap{heaps.data() + i * k, heap_sizes.data() + i, k};
+        const float* row = sims.data() + i * d_count;
+        const int64_t self_id = use_ids ? (*query_ids)[q0 + i] : 0;
+        for (int64_t j = 0; j < d_count; ++j) {
+          const float s = row[j];
+          if (!(s >= min_score)) continue;  // also drops NaN
+          if (*heap.size == k && s < heap.data[0].score) continue;
+          const int64_t label = d0 + j;
+          if (use_ids && (*db_ids)[label] == self_id) continue;
+          heap.Push(Candidate{s, label});
+        }
+      }
+      local_stats.topk_seconds += topk_timer.ElapsedSeconds();
+    }
+
+    // Sort each heap best-first into the result rows.
+    for (int64_t i = 0; i < q_count; ++i) {
+      Candidate* begin = heaps.data() + i * k;
+      const int64_t size = heap_sizes[i];
+      std::sort(begin, begin + size, Better);
+      for (int64_t r = 0; r < size; ++r) {
+        result.labels[(q0 + i) * k + r] = begin[r].label;
+        result.scores[(q0 + i) * k + r] = begin[r].score;
+      }
+    }
+  }
+  local_stats.total_seconds = total_timer.ElapsedSeconds();
+  if (stats) *stats = local_stats;
+  return result;
+}
+
+}  // namespace
+
+void ExactBlockSizes(int64_t num_queries,
+                     int64_t num_db,
+                     int dim,
+                     const SearchOptions& options,
+                     int64_t* query_block,
+                     int64_t* db_block,
+                     int64_t* working_bytes) {
+  BlockSizesImpl(num_queries, num_db, dim, false, false, options, query_block, db_block,
+                 working_bytes);
+}
+
+SearchResult Search(const DescriptorSource& queries,
+                    const DescriptorSource& db,
+                    const SearchOptions& options,
+                    const std::vector<int64_t>* query_ids,
+                    const std::vector<int64_t>* db_ids,
+                    SearchStats* stats) {
+  MEGALOC_CHECK_MSG(options.Check(), "Invalid search options (see the log for the reason)");
+  MEGALOC_CHECK_MSG((query_ids == nullptr) == (db_ids == nullptr),
+                    "query_ids and db_ids must be given together");
+  if (query_ids != nullptr) {
+    MEGALOC_CHECK_EQ(static_cast<int64_t>(query_ids->size()), queries.NumRows());
+    MEGALOC_CHECK_EQ(static_cast<int64_t>(db_ids->size()), db.NumRows());
+  }
+  if (queries.NumRows() > 0 && db.NumRows() > 0) {
+    MEGALOC_CHECK_MSG(queries.Dim() == db.Dim(), "Query descriptors have dimension "
+                                                     << queries.Dim() << " but database descriptors "
+                                                     << db.Dim());
+  }
+  switch (options.backend) {
+    case SearchBackend::kExact:
+      return ExactSearch(queries, db, options, query_ids, db_ids, stats);
+    case SearchBackend::kFaissIvf:
+    case SearchBackend::kFaissHnsw:
+#ifdef MEGALOC_FAISS_ENABLED
+      SetBlasThreads(options.num_threads);
+      return internal::FaissSearch(queries, db, options, query_ids, db_ids, stats);
+#else
+      throw std::runtime_error("The retrieval backend '" + SearchBackendToString(options.backend) +
+                               "' requires FAISS support, but megaloc was built without FAISS "
+                               "(install libfaiss-dev and reconfigure with -DMEGALOC_FAISS_ENABLED=ON)");
+#endif
+  }
+  MEGALOC_THROW(InvalidArgument, "Unknown retrieval backend");
+}
+
+SearchResult Search(const DescriptorMatrix& queries,
+                    const DescriptorMatrix& db,
+                    const SearchOptions& options,
+                    const std::vector<int64_t>* query_ids,
+                    const std::vector<int64_t>* db_ids,
+                    SearchStats* stats) {
+  const int dim = static_cast<int>(std::max(queries.cols(), db.cols()));
+  MEGALOC_CHECK_MSG(queries.cols() == db.cols() || queries.rows() == 0 || db.rows() == 0,
+                    "Query descriptors have dimension " << queries.cols()
+                                                        << " but database descriptors "
+                                                        << db.cols());
+  MatrixDescriptorSource q(queries.data(), queries.rows(), std::max(dim, 1));
+  MatrixDescriptorSource d(db.data(), db.rows(), std::max(dim, 1));
+  return Search(q, d, options, query_ids, db_ids, stats);
+}
+
+double RecallAtK(const SearchResult& exact, const SearchResult& approx) {
+  MEGALOC_CHECK_EQ(exact.num_queries, approx.num_queries);
+  double sum = 0.0;
+  int64_t counted = 0;
+  for (int64_t i = 0; i < exact.num_queries; ++i) {
+    const int64_t n = exact.NumValid(i);
+    if (n == 0) continue;
+    std::unordered_set<int64_t> truth(exact.labels.begin() + i * exact.k,
+                                      exact.labels.begin() + i * exact.k + n);
+    int64_t hits = 0;
+    for (int64_t r = 0; r < approx.NumValid(i); ++r) hits += truth.count(approx.Label(i, r));
+    sum += static_cast<double>(hits) / n;
+    ++counted;
+  }
+  return counted == 0 ? 1.0 : sum / counted;
+}
+
+int64_t ParseByteSize(const std::string& text) {
+  const std::string t = Trim(text);
+  size_t pos = 0;
+  double value = 0.0;
+  try {
+    value = std::stod(t, &pos);
+  } catch (const std::exception&) {
+    MEGALOC_THROW(InvalidArgument, "Invalid byte size '" << text << "' (examples: 4096, 512MB, 2GiB)");
+  }
+  std::string unit = ToLower(Trim(t.substr(pos)));
+  double scale = 1.0;
+  if (unit.empty() || unit == "b") {
+    scale = 1.0;
+  } else {
+    const char c = unit[0];
+    int power = c == 'k' ? 1 : c == 'm' ? 2 : c == 'g' ? 3 : c == 't' ? 4 : 0;
+    std::string rest = unit.substr(1);
+    if (power == 0 || !(rest.empty() || rest == "b" || rest == "i" || rest == "ib")) {
+      MEGALOC_THROW(InvalidArgument,
+                    "Invalid byte size '" << text << "' (units: B, K/KiB, M/MiB, G/GiB, T/TiB = powers "
+                                          << "of 1024; kB, MB, GB, TB = powers of 1000)");
+    }
+    const double base = rest == "b" ? 1000.0 : 1024.0;
+    scale = std::pow(base, power);
+  }
+  if (!(value > 0.0) || !std::isfinite(value * scale) || value * scale > 9.0e18) {
+    MEGALOC_THROW(InvalidArgument, "Invalid byte size '" << text << "' (must be positive)");
+  }
+  return static_cast<int64_t>(value * scale);
+}
+
+}  // namespace megaloc
