@@ -1,0 +1,149 @@
+#pragma once
+
+// Global descriptors of image collections in hloc's HDF5 layout (docs/formats.md).
+//
+//   /<name>/global_descriptor   (D,) float16 (h5py's custom IEEE half type) or float32, contiguous
+//   /<name>/image_size          (2,) int64 = original (width, height)
+//
+// <name> is the image path relative to the image root with '/' separators; a '/' makes real nested
+// groups, as h5py's create_group does. No other datasets are ever written (they would pollute hloc's
+// `list_h5_names`); provenance is stored as string attributes on the root group (kAttr* below).
+//
+// Files written here are read by hloc (`pairs_from_retrieval`, `get_descriptors`) and h5py, and
+// files written by hloc are read here (float16 or float32, any libver bounds).
+//
+// Crash safety (writers): the metadata cache is configured never to evict, so the file on disk
+// changes only inside Flush() (and Close()). A process killed between two Flush() calls leaves the
+// file exactly as of the last Flush(): every image written before it is readable. Opening for append
+// removes incomplete image groups (a group holding one of the two datasets but not both; see
+// RepairIncompleteGroups()).
+//
+// Thread safety: none. The Debian HDF5 build is not thread-safe; use one DescriptorFile from one
+// thread at a time (and do not open the same file twice for writing).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+namespace megaloc {
+
+// Row-major float matrix (same type as DescriptorMatrix in megaloc/model/megaloc.h).
+using DescriptorBlock = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// On-disk type of `global_descriptor`.
+enum class DescriptorDtype {
+  kFloat16,  // h5py/numpy float16 (IEEE binary16); hloc's `as_half=True`
+  kFloat32,
+};
+// "float16" / "float32".
+std::string DescriptorDtypeName(DescriptorDtype dtype);
+// Inverse of DescriptorDtypeName; throws InvalidArgument for anything else.
+DescriptorDtype ParseDescriptorDtype(const std::string& text);
+
+// IEEE binary16 conversions. FloatToHalf rounds to nearest, ties to even (like numpy's
+// astype(float16)), handles subnormals, overflows to +-inf and keeps NaN a NaN. HalfToFloat is exact.
+uint16_t FloatToHalf(float value);
+float HalfToFloat(uint16_t bits);
+
+// Names of the provenance attributes (variable-length UTF-8 strings on the root group).
+constexpr const char* kAttrModel = "megaloc_model";              // e.g. "MegaLoc"
+constexpr const char* kAttrDescriptorDim = "descriptor_dim";     // e.g. "8448"
+constexpr const char* kAttrWeightsSha256 = "weights_sha256";     // sha256 of the checkpoint file
+constexpr const char* kAttrPreprocessing = "preprocessing";      // PreprocessingOptions::ToString()
+constexpr const char* kAttrToolVersion = "megaloc_version";      // MegalocVersion()
+constexpr const char* kAttrDtype = "descriptor_dtype";           // "float16" / "float32"
+
+class DescriptorFile {
+ public:
+  enum class Mode {
+    kRead,    // read-only; the file must exist
+    kAppend,  // read-write; created if missing (hloc's h5py mode "a"); repairs incomplete groups
+    kCreate,  // read-write; truncates an existing file
+  };
+
+  // Opens `path`. Throws IoError (missing file in kRead, unwritable location, directory) or
+  // FormatError (not an HDF5 file, truncated or corrupt HDF5 file), naming the file and the reason.
+  static std::unique_ptr<DescriptorFile> Open(const std::string& path, Mode mode);
+
+  // Flushes (writers) and closes; never throws.
+  ~DescriptorFile();
+  DescriptorFile(const DescriptorFile&) = delete;
+  DescriptorFile& operator=(const DescriptorFile&) = delete;
+
+  const std::string& Path() const { return path_; }
+  bool IsWritable() const { return mode_ != Mode::kRead; }
+
+  // ---- names -------------------------------------------------------------------------------
+  // hloc's `list_h5_names`: the parent group path (without leading '/') of every dataset in the
+  // file, de-duplicated and sorted (byte order). A group is listed iff it holds >= 1 dataset.
+  std::vector<std::string> ListNames() const;
+  // True if /<name>/global_descriptor exists (checked component by component; never throws for
+  // missing parents; false for invalid names).
+  bool Has(const std::string& name) const;
+
+  // ---- reading -----------------------------------------------------------------------------
+  // Dimension D and dtype of /<name>/global_descriptor. Throws FormatError naming the file and the
+  // image if the group or dataset is missing, or the dataset is not a 1-D float16/32/64 array.
+  int Dim(const std::string& name) const;
+  DescriptorDtype Dtype(const std::string& name) const;
+  // The descriptor, float16 upcast exactly to float32.
+  Eigen::VectorXf Read(const std::string& name) const;
+  // Rows [begin, end) of `names` into `out` ((end - begin) x D, row r = names[begin + r]). All
+  // descriptors must have the same D (FormatError naming the first one that differs). For streaming
+  // large files in blocks.
+  void ReadBlock(const std::vector<std::string>& names, size_t begin, size_t end,
+                 DescriptorBlock* out) const;
+  // Same, as raw IEEE binary16 bit patterns, row-major (end - begin) x *dim (float32 datasets are
+  // rounded with FloatToHalf). Half the memory of ReadBlock; convert rows with HalfToFloat.
+  void ReadBlockHalf(const std::vector<std::string>& names, size_t begin, size_t end,
+                     std::vector<uint16_t>* out, int* dim) const;
+  // /<name>/image_size as (width, height). FormatError if missing or not 2 integers.
+  std::pair<int64_t, int64_t> ImageSize(const std::string& name) const;
+
+  // ---- writing (kAppend / kCreate only; InvalidArgument otherwise) ---------------------------
+  // Writes (or replaces: the leaf group is deleted and re-created, parents stay, as hloc does)
+  // /<name>/global_descriptor (`dim` values, stored as `dtype`) and /<name>/image_size =
+  // (width, height). Not durable until Flush(). Throws InvalidArgument for an invalid name (empty,
+  // leading/trailing '/', empty, "." or ".." components, whitespace), IoError on write failure
+  // (the partial group is removed).
+  void Write(const std::string& name, const float* descriptor, int dim, int width, int height,
+             DescriptorDtype dtype = DescriptorDtype::kFloat16);
+  // Removes the leaf group /<name> (and everything below it). No-op if absent.
+  void Delete(const std::string& name);
+  // Makes everything written so far durable (H5Fflush + fsync-free; see header comment).
+  void Flush();
+  // Deletes groups that hold one of global_descriptor / image_size but not both (left by a crash
+  // during a flush or by foreign tools). Returns their names. Called by Open(kAppend).
+  std::vector<std::string> RepairIncompleteGroups();
+
+  // ---- attributes (root group, string values) ----------------------------------------------
+  bool HasAttribute(const std::string& key) const;
+  // Throws FormatError if missing. Reads variable- and fixed-length strings, and integer/float
+  // scalars (formatted as text).
+  std::string GetAttribute(const std::string& key) const;
+  // Replaces the value (writers only).
+  void SetAttribute(const std::string& key, const std::string& value);
+  // All root attributes as text.
+  std::map<std::string, std::string> Attributes() const;
+
+  // Validates a name for writing; returns an empty string if fine, else the reason.
+  static std::string CheckName(const std::string& name);
+
+ private:
+  DescriptorFile(std::string path, Mode mode);
+  void OpenHandle(bool create);
+  void CloseHandle() noexcept;
+
+  std::string path_;
+  Mode mode_;
+  int64_t file_id_ = -1;  // hid_t
+  int64_t half_type_ = -1;  // hid_t of the h5py half type
+  size_t writes_since_reopen_ = 0;
+};
+
+}  // namespace megaloc
