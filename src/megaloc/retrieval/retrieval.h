@@ -10,8 +10,6 @@
 //                                    hloc's pairs_from_retrieval on named descriptors: in memory
 //                                    (RetrievePairs) or from hloc HDF5 files (PairsFromRetrieval).
 
+#include "megaloc/retrieval/pairs_from_retrieval.h"
 #include "megaloc/retrieval/pairs_io.h"
 #include "megaloc/retrieval/search.h"
-#if __has_include("megaloc/retrieval/pairs_from_retrieval.h")
-#include "megaloc/retrieval/pairs_from_retrieval.h"
-#endif

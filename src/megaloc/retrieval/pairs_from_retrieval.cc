@@ -1,0 +1,319 @@
+#include "megaloc/retrieval/pairs_from_retrieval.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <numeric>
+#include <set>
+#include <utility>
+
+#include "megaloc/io/descriptor_store.h"
+#include "megaloc/io/image_list.h"
+#include "megaloc/util/logging.h"
+#include "megaloc/util/string_utils.h"
+#include "megaloc/util/timer.h"
+
+namespace megaloc {
+namespace {
+
+constexpr int64_t kHdfReadChunk = 256;  // rows per HDF5 ReadBlock call (bounds the temporary)
+
+// Rows of `source` in the order given by `permutation` (row i = source row permutation[i]).
+class PermutedSource : public DescriptorSource {
+ public:
+  PermutedSource(const DescriptorSource& source, const std::vector<int64_t>& permutation)
+      : source_(source), permutation_(permutation) {}
+  int64_t NumRows() const override { return static_cast<int64_t>(permutation_.size()); }
+  int Dim() const override { return source_.Dim(); }
+  void ReadRows(int64_t begin, int64_t count, float* out) const override {
+    const int dim = source_.Dim();
+    for (int64_t r = 0; r < count; ++r) {
+      const int64_t row = permutation_[begin + r];
+      const float* resident = source_.ResidentRows(row);
+      if (resident != nullptr) {
+        std::memcpy(out + r * dim, resident, sizeof(float) * dim);
+      } else {
+        source_.ReadRows(row, 1, out + r * dim);
+      }
+    }
+  }
+
+ private:
+  const DescriptorSource& source_;
+  const std::vector<int64_t>& permutation_;
+};
+
+std::vector<int64_t> SortedOrder(const std::vector<std::string>& names, const char* what) {
+  std::vector<int64_t> order(names.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(),
+            [&](int64_t a, int64_t b) { return names[a] < names[b]; });
+  for (size_t i = 1; i < order.size(); ++i) {
+    MEGALOC_CHECK_MSG(names[order[i]] != names[order[i - 1]],
+                      "Duplicate " << what << " image name '" << names[order[i]] << "'");
+  }
+  return order;
+}
+
+bool IsIdentity(const std::vector<int64_t>& order) {
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (order[i] != static_cast<int64_t>(i)) return false;
+  }
+  return true;
+}
+
+std::string JoinForMessage(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out;
+}
+
+}  // namespace
+
+bool PairsFromRetrievalOptions::Check() const {
+  CHECK_OPTION(!descriptors_path.empty());
+  for (const auto& p : query_prefixes) CHECK_OPTION(!p.empty());
+  for (const auto& p : db_prefixes) CHECK_OPTION(!p.empty());
+  return search.Check();
+}
+
+std::vector<std::string> SelectNames(const std::vector<std::string>& all_names,
+                                     const std::vector<std::string>& prefixes,
+                                     const std::string& list_path,
+                                     const std::string& what,
+                                     const std::string& source) {
+  std::vector<std::string> sorted_all = all_names;
+  std::sort(sorted_all.begin(), sorted_all.end());
+  sorted_all.erase(std::unique(sorted_all.begin(), sorted_all.end()), sorted_all.end());
+  if (!prefixes.empty()) {
+    std::vector<std::string> names;
+    for (const std::string& name : sorted_all) {
+      for (const std::string& prefix : prefixes) {
+        if (StartsWith(name, prefix)) {
+          names.push_back(name);
+          break;
+        }
+      }
+    }
+    if (names.empty()) {
+      MEGALOC_THROW(InvalidArgument, "Could not find any " << what << " image with the prefix"
+                                                           << (prefixes.size() > 1 ? "es " : " ")
+                                                           << JoinForMessage(prefixes) << " in "
+                                                           << source);
+    }
+    return names;
+  }
+  if (!list_path.empty()) {
+    std::vector<std::string> listed = ReadImageList(list_path, "");
+    std::sort(listed.begin(), listed.end());
+    listed.erase(std::unique(listed.begin(), listed.end()), listed.end());
+    for (const std::string& name : listed) {
+      if (!std::binary_search(sorted_all.begin(), sorted_all.end(), name)) {
+        MEGALOC_THROW(IoError, list_path << ": " << what << " image '" << name
+                                         << "' has no global descriptor in " << source);
+      }
+    }
+    return listed;
+  }
+  return sorted_all;
+}
+
+std::vector<ScoredImagePair> RetrievePairs(const std::vector<std::string>& query_names,
+                                           const DescriptorSource& queries,
+                                           const std::vector<std::string>& db_names,
+                                           const DescriptorSource& db,
+                                           const SearchOptions& options,
+                                           bool unique,
+                                           SearchStats* stats) {
+  MEGALOC_CHECK_MSG(static_cast<int64_t>(query_names.size()) == queries.NumRows(),
+                    query_names.size() << " query names for " << queries.NumRows()
+                                       << " query descriptors");
+  MEGALOC_CHECK_MSG(static_cast<int64_t>(db_names.size()) == db.NumRows(),
+                    db_names.size() << " database names for " << db.NumRows()
+                                    << " database descriptors");
+  for (const auto& name : query_names) CheckPairName(name, "query");
+  for (const auto& name : db_names) CheckPairName(name, "database");
+  const std::vector<int64_t> q_order = SortedOrder(query_names, "query");
+  const std::vector<int64_t> db_order = SortedOrder(db_names, "database");
+
+  std::vector<std::string> sorted_db(db_names.size());
+  for (size_t j = 0; j < db_order.size(); ++j) sorted_db[j] = db_names[db_order[j]];
+  // Self mask by name: database ids are sorted positions, a query gets the id of its name in the
+  // database, or a unique negative id if the database does not have it.
+  std::vector<int64_t> db_ids(sorted_db.size());
+  std::iota(db_ids.begin(), db_ids.end(), 0);
+  std::vector<int64_t> query_ids(query_names.size());
+  for (size_t i = 0; i < q_order.size(); ++i) {
+    const std::string& name = query_names[q_order[i]];
+    auto it = std::lower_bound(sorted_db.begin(), sorted_db.end(), name);
+    query_ids[i] = (it != sorted_db.end() && *it == name) ? (it - sorted_db.begin())
+                                                          : -1 - static_cast<int64_t>(i);
+  }
+
+  std::unique_ptr<PermutedSource> q_perm, db_perm;
+  const DescriptorSource* q_source = &queries;
+  const DescriptorSource* db_source = &db;
+  if (!IsIdentity(q_order)) {
+    q_perm = std::make_unique<PermutedSource>(queries, q_order);
+    q_source = q_perm.get();
+  }
+  if (!IsIdentity(db_order)) {
+    db_perm = std::make_unique<PermutedSource>(db, db_order);
+    db_source = db_perm.get();
+  }
+  const SearchResult result = Search(*q_source, *db_source, options, &query_ids, &db_ids, stats);
+
+  std::vector<ScoredImagePair> pairs;
+  std::set<std::pair<std::string, std::string>> seen;
+  for (int64_t i = 0; i < result.num_queries; ++i) {
+    const std::string& qname = query_names[q_order[i]];
+    for (int64_t r = 0; r < result.NumValid(i); ++r) {
+      const std::string& dname = sorted_db[result.Label(i, r)];
+      if (unique) {
+        auto key = qname < dname ? std::make_pair(qname, dname) : std::make_pair(dname, qname);
+        if (!seen.insert(std::move(key)).second) continue;
+      }
+      pairs.push_back({{qname, dname}, result.Score(i, r)});
+    }
+  }
+  return pairs;
+}
+
+std::vector<ScoredImagePair> RetrievePairs(const std::vector<std::string>& query_names,
+                                           const DescriptorMatrix& queries,
+                                           const std::vector<std::string>& db_names,
+                                           const DescriptorMatrix& db,
+                                           const SearchOptions& options,
+                                           bool unique,
+                                           SearchStats* stats) {
+  MEGALOC_CHECK_MSG(queries.cols() == db.cols() || queries.rows() == 0 || db.rows() == 0,
+                    "Query descriptors have dimension " << queries.cols()
+                                                        << " but database descriptors "
+                                                        << db.cols());
+  const int dim = static_cast<int>(std::max<int64_t>(1, std::max(queries.cols(), db.cols())));
+  MatrixDescriptorSource q(queries.data(), queries.rows(), dim);
+  MatrixDescriptorSource d(db.data(), db.rows(), dim);
+  return RetrievePairs(query_names, q, db_names, d, options, unique, stats);
+}
+
+HdfDescriptorSource::HdfDescriptorSource(std::vector<const DescriptorFile*> files,
+                                         std::vector<std::string> names,
+                                         std::vector<int> file_index)
+    : files_(std::move(files)), names_(std::move(names)), file_index_(std::move(file_index)) {
+  MEGALOC_CHECK_EQ(names_.size(), file_index_.size());
+  for (int f : file_index_) MEGALOC_CHECK(f >= 0 && f < static_cast<int>(files_.size()));
+  if (!names_.empty()) dim_ = files_[file_index_[0]]->Dim(names_[0]);
+}
+
+void HdfDescriptorSource::ReadRows(int64_t begin, int64_t count, float* out) const {
+  MEGALOC_CHECK(begin >= 0 && count >= 0 && begin + count <= NumRows());
+  DescriptorBlock block;
+  int64_t row = begin;
+  const int64_t end = begin + count;
+  while (row < end) {
+    const int f = file_index_[row];
+    int64_t stop = row + 1;
+    while (stop < end && stop - row < kHdfReadChunk && file_index_[stop] == f) ++stop;
+    files_[f]->ReadBlock(names_, static_cast<size_t>(row), static_cast<size_t>(stop), &block);
+    if (block.cols() != dim_) {
+      MEGALOC_THROW(FormatError, files_[f]->Path()
+                                     << ": global descriptor of '" << names_[row] << "' (or a later image) has "
+                                     << block.cols() << " dimensions, expected " << dim_
+                                     << " (from '" << names_[0] << "')");
+    }
+    std::memcpy(out + (row - begin) * dim_, block.data(), sizeof(float) * (stop - row) * dim_);
+    row = stop;
+  }
+}
+
+RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options) {
+  MEGALOC_CHECK_MSG(options.Check(), "Invalid pairs-from-retrieval options (see the log)");
+  Timer total_timer;
+  RetrievalPairs out;
+  PairsStats& stats = out.stats;
+
+  // Open every distinct file once.
+  std::vector<std::unique_ptr<DescriptorFile>> owned;
+  std::map<std::string, int> file_of_path;
+  auto open = [&](const std::string& path) {
+    auto it = file_of_path.find(path);
+    if (it != file_of_path.end()) return it->second;
+    owned.push_back(DescriptorFile::Open(path, DescriptorFile::Mode::kRead));
+    file_of_path[path] = static_cast<int>(owned.size()) - 1;
+    return static_cast<int>(owned.size()) - 1;
+  };
+  const int query_file = open(options.descriptors_path);
+  std::vector<std::string> db_paths = options.db_descriptors_paths;
+  if (db_paths.empty()) db_paths.push_back(options.descriptors_path);
+  std::vector<int> db_files;
+  for (const auto& path : db_paths) db_files.push_back(open(path));
+
+  // Name -> file over the database files; the last file having a name wins (hloc).
+  std::map<std::string, int> db_file_of_name;
+  for (int f : db_files) {
+    for (const std::string& name : owned[f]->ListNames()) {
+      auto [it, inserted] = db_file_of_name.emplace(name, f);
+      if (!inserted && it->second != f) {
+        ++stats.num_duplicate_db_names;
+        it->second = f;
+      }
+    }
+  }
+  std::vector<std::string> db_all;
+  db_all.reserve(db_file_of_name.size());
+  for (const auto& entry : db_file_of_name) db_all.push_back(entry.first);
+  std::string db_source_text;
+  for (size_t i = 0; i < db_paths.size(); ++i) db_source_text += (i ? ", " : "") + db_paths[i];
+
+  const std::vector<std::string> query_names =
+      SelectNames(owned[query_file]->ListNames(), options.query_prefixes, options.query_list_path,
+                  "query", options.descriptors_path);
+  const std::vector<std::string> db_names =
+      SelectNames(db_all, options.db_prefixes, options.db_list_path, "database", db_source_text);
+  for (const auto& name : query_names) CheckPairName(name, options.descriptors_path);
+  for (const auto& name : db_names) CheckPairName(name, db_source_text);
+
+  std::vector<const DescriptorFile*> files;
+  for (const auto& f : owned) files.push_back(f.get());
+  HdfDescriptorSource queries(files, query_names, std::vector<int>(query_names.size(), query_file));
+  std::vector<int> db_index(db_names.size());
+  for (size_t j = 0; j < db_names.size(); ++j) db_index[j] = db_file_of_name.at(db_names[j]);
+  HdfDescriptorSource db(files, db_names, db_index);
+  if (!query_names.empty() && !db_names.empty() && queries.Dim() != db.Dim()) {
+    MEGALOC_THROW(FormatError, "Query descriptors in " << options.descriptors_path << " have "
+                                                       << queries.Dim() << " dimensions but database "
+                                                       << "descriptors in " << db_source_text
+                                                       << " have " << db.Dim());
+  }
+  stats.num_queries = static_cast<int64_t>(query_names.size());
+  stats.num_db = static_cast<int64_t>(db_names.size());
+  stats.dim = query_names.empty() ? db.Dim() : queries.Dim();
+  stats.list_seconds = total_timer.ElapsedSeconds();
+
+  out.pairs = RetrievePairs(query_names, queries, db_names, db, options.search, options.unique,
+                            &stats.search);
+  stats.num_pairs = static_cast<int64_t>(out.pairs.size());
+  std::set<std::string> with_pairs;
+  for (const auto& p : out.pairs) with_pairs.insert(p.pair.name1);
+  // With `unique`, a query whose pairs were all kept in the other orientation has none of its own;
+  // count queries that appear nowhere.
+  for (const auto& p : out.pairs) with_pairs.insert(p.pair.name2);
+  for (const auto& name : query_names) stats.num_queries_without_pairs += with_pairs.count(name) ? 0 : 1;
+  stats.total_seconds = total_timer.ElapsedSeconds();
+  return out;
+}
+
+PairsStats RunPairsFromRetrieval(const PairsFromRetrievalOptions& options,
+                                 const std::string& output_path,
+                                 const std::string& scores_path) {
+  MEGALOC_CHECK_MSG(!output_path.empty(), "An output path for the pairs is required");
+  RetrievalPairs result = PairsFromRetrieval(options);
+  std::vector<ImagePair> pairs;
+  pairs.reserve(result.pairs.size());
+  for (const auto& p : result.pairs) pairs.push_back(p.pair);
+  WritePairs(output_path, pairs);
+  if (!scores_path.empty()) WritePairScores(scores_path, result.pairs);
+  return result.stats;
+}
+
+}  // namespace megaloc
