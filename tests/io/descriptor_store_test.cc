@@ -371,8 +371,7 @@ TEST(DescriptorStore, BadFilesGiveClearErrors) {
 
 // A writer killed with SIGKILL at a random moment leaves a readable file holding at least every
 // image flushed before the kill, each complete; appending afterwards works.
-// TODO(extract): enabled with the journaling file driver (kill during H5Fflush corrupts).
-TEST(DescriptorStore, DISABLED_SurvivesKillDuringWrites) {
+TEST(DescriptorStore, SurvivesKillDuringWrites) {
   const std::string dir = TempDir();
   const std::vector<float> v = RandomUnitVector(512, 9);
   std::mt19937 rng(7);

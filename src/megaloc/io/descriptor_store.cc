@@ -1,6 +1,8 @@
 #include "megaloc/io/descriptor_store.h"
+#include "megaloc/io/journal_vfd.h"
 
 #include <hdf5.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,8 +19,6 @@ namespace {
 
 constexpr const char* kDescriptorDataset = "global_descriptor";
 constexpr const char* kImageSizeDataset = "image_size";
-// Close and reopen the file after this many writes so the (never-evicting) metadata cache stays small.
-constexpr size_t kWritesPerReopen = 4096;
 
 // Silences HDF5's automatic error printing once per process; we report our own messages.
 void SilenceHdf5Errors() {
@@ -210,19 +210,8 @@ std::unique_ptr<DescriptorFile> DescriptorFile::Open(const std::string& path, Mo
 
 void DescriptorFile::OpenHandle(bool create) {
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
-  if (mode_ != Mode::kRead) {
-    // Never evict dirty metadata between flushes: the file on disk then changes only inside
-    // H5Fflush/H5Fclose, so a kill -9 between flushes leaves the state of the last flush.
-    H5AC_cache_config_t config;
-    config.version = H5AC__CURR_CACHE_CONFIG_VERSION;
-    if (H5Pget_mdc_config(fapl.get(), &config) >= 0) {
-      config.evictions_enabled = false;
-      config.incr_mode = H5C_incr__off;
-      config.flash_incr_mode = H5C_flash_incr__off;
-      config.decr_mode = H5C_decr__off;
-      H5Pset_mdc_config(fapl.get(), &config);
-    }
-  }
+  // Writers go through the journaling driver: every flush is atomic (see journal_vfd.h).
+  if (mode_ != Mode::kRead) internal::SetJournalDriver(fapl.get());
   if (create) {
     // Default (earliest) format bounds: superblock v0 has no "file open for writing" flag, so a
     // killed writer does not leave a file that HDF5 refuses to reopen.
@@ -234,6 +223,8 @@ void DescriptorFile::OpenHandle(bool create) {
     H5Fflush(file_id_, H5F_SCOPE_GLOBAL);
     return;
   }
+  // Finish a commit interrupted by a kill (idempotent; incomplete journals are left to writers).
+  internal::RecoverJournal(path_, /*discard_incomplete=*/false);
   const htri_t is_hdf5 = H5Fis_hdf5(path_.c_str());
   if (is_hdf5 <= 0) {
     if (ReadFileToString(path_).empty()) {
@@ -244,9 +235,12 @@ void DescriptorFile::OpenHandle(bool create) {
   file_id_ = H5Fopen(path_.c_str(), mode_ == Mode::kRead ? H5F_ACC_RDONLY : H5F_ACC_RDWR,
                      fapl.get());
   if (file_id_ < 0) {
+    if (mode_ != Mode::kRead && access(path_.c_str(), W_OK) != 0) {
+      MEGALOC_THROW(IoError, path_ << ": cannot open the HDF5 file for writing (permission denied)");
+    }
     MEGALOC_THROW(FormatError,
-                  path_ << ": cannot open the HDF5 file (truncated or corrupt, locked by another "
-                           "process, or not writable)");
+                  path_ << ": cannot open the HDF5 file (truncated or corrupt HDF5 file, or "
+                           "being written by another process)");
   }
 }
 
@@ -514,7 +508,6 @@ void DescriptorFile::Write(const std::string& name, const float* descriptor, int
     MEGALOC_THROW(IoError, path_ << ": cannot write the descriptor of '" << name
                                  << "' (disk full or file not writable?)");
   }
-  ++writes_since_reopen_;
 }
 
 void DescriptorFile::Delete(const std::string& name) {
@@ -529,12 +522,6 @@ void DescriptorFile::Flush() {
   if (!IsWritable()) return;
   if (H5Fflush(file_id_, H5F_SCOPE_GLOBAL) < 0) {
     MEGALOC_THROW(IoError, path_ << ": cannot flush the HDF5 file (disk full?)");
-  }
-  if (writes_since_reopen_ >= kWritesPerReopen) {
-    // The metadata cache never evicts (crash safety); reopening empties it.
-    CloseHandle();
-    OpenHandle(false);
-    writes_since_reopen_ = 0;
   }
 }
 

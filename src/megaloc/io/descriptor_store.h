@@ -12,11 +12,13 @@
 // Files written here are read by hloc (`pairs_from_retrieval`, `get_descriptors`) and h5py, and
 // files written by hloc are read here (float16 or float32, any libver bounds).
 //
-// Crash safety (writers): the metadata cache is configured never to evict, so the file on disk
-// changes only inside Flush() (and Close()). A process killed between two Flush() calls leaves the
-// file exactly as of the last Flush(): every image written before it is readable. Opening for append
-// removes incomplete image groups (a group holding one of the two datasets but not both; see
-// RepairIncompleteGroups()).
+// Crash safety (writers): files are written through a journaling HDF5 file driver
+// (journal_vfd.h) that makes every Flush() atomic. A process killed at any moment (even inside
+// Flush) leaves the file as of the last completed Flush(): every image written before it is
+// readable. An interrupted commit is finished (or discarded) by the next Open(). Opening for
+// append also removes incomplete image groups (a group holding one of the two datasets but not
+// both, e.g. from foreign tools; see RepairIncompleteGroups()). Only one writer at a time: a second
+// writer gets an error (file lock).
 //
 // Thread safety: none. The Debian HDF5 build is not thread-safe; use one DescriptorFile from one
 // thread at a time (and do not open the same file twice for writing).
@@ -115,7 +117,8 @@ class DescriptorFile {
              DescriptorDtype dtype = DescriptorDtype::kFloat16);
   // Removes the leaf group /<name> (and everything below it). No-op if absent.
   void Delete(const std::string& name);
-  // Makes everything written so far durable (H5Fflush + fsync-free; see header comment).
+  // Makes everything written so far durable and atomic (H5Fflush through the journaling driver, with
+  // fsync; see the header comment).
   void Flush();
   // Deletes groups that hold one of global_descriptor / image_size but not both (left by a crash
   // during a flush or by foreign tools). Returns their names. Called by Open(kAppend).
@@ -143,7 +146,6 @@ class DescriptorFile {
   Mode mode_;
   int64_t file_id_ = -1;  // hid_t
   int64_t half_type_ = -1;  // hid_t of the h5py half type
-  size_t writes_since_reopen_ = 0;
 };
 
 }  // namespace megaloc

@@ -1,0 +1,434 @@
+#include "megaloc/io/journal_vfd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "megaloc/util/file_utils.h"
+#include "megaloc/util/logging.h"
+
+namespace megaloc {
+namespace internal {
+namespace {
+
+constexpr uint64_t kPageSize = 4096;
+constexpr char kJournalMagic[8] = {'M', 'G', 'L', 'J', 'R', 'N', 'L', '1'};
+constexpr char kCommitMagic[8] = {'C', 'O', 'M', 'M', 'I', 'T', 'T', 'D'};
+
+uint64_t Fnv1a(const unsigned char* data, size_t size) {
+  uint64_t hash = 14695981039346656037ull;
+  for (size_t i = 0; i < size; ++i) {
+    hash ^= data[i];
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+void AppendU64(std::string* out, uint64_t value) {
+  out->append(reinterpret_cast<const char*>(&value), sizeof(value));
+}
+
+uint64_t ReadU64(const std::string& data, size_t offset) {
+  uint64_t value;
+  std::memcpy(&value, data.data() + offset, sizeof(value));
+  return value;
+}
+
+bool WriteAll(int fd, const void* data, size_t size, uint64_t offset) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = pwrite(fd, p, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    size -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+// Reads up to `size` bytes; the part beyond the end of the file is zero-filled.
+bool ReadAll(int fd, void* data, size_t size, uint64_t offset) {
+  char* p = static_cast<char*>(data);
+  while (size > 0) {
+    const ssize_t n = pread(fd, p, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) {
+      std::memset(p, 0, size);
+      return true;
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+void SyncDirectoryOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
+struct Page {
+  unsigned char data[kPageSize];
+  uint64_t valid = 0;  // bytes of the page that exist (file content or written)
+};
+
+struct JournalFile {
+  H5FD_t pub;  // must be first: HDF5 sees a H5FD_t*
+  int fd = -1;
+  std::string path;
+  bool writable = false;
+  haddr_t eoa = 0;
+  haddr_t eof = 0;              // logical end of file (writes, truncate requests)
+  uint64_t committed_size = 0;  // file size at the last commit
+  std::map<uint64_t, Page> overlay;
+  dev_t device = 0;
+  ino_t inode = 0;
+};
+
+// True if the journal is complete (magic, commit marker, checksum).
+bool ApplyJournalCheck(const std::string& journal) {
+  if (journal.size() < 24 + 16 || std::memcmp(journal.data(), kJournalMagic, 8) != 0 ||
+      std::memcmp(journal.data() + journal.size() - 8, kCommitMagic, 8) != 0) {
+    return false;
+  }
+  const size_t body = journal.size() - 16;
+  return ReadU64(journal, body) == Fnv1a(reinterpret_cast<const unsigned char*>(journal.data()), body);
+}
+
+// Applies a complete journal; returns false if it is incomplete or corrupt.
+bool ApplyJournal(const std::string& journal, int fd) {
+  if (journal.size() < 24 + 16 || std::memcmp(journal.data(), kJournalMagic, 8) != 0 ||
+      std::memcmp(journal.data() + journal.size() - 8, kCommitMagic, 8) != 0) {
+    return false;
+  }
+  const size_t body = journal.size() - 16;
+  if (ReadU64(journal, body) != Fnv1a(reinterpret_cast<const unsigned char*>(journal.data()), body)) {
+    return false;
+  }
+  const uint64_t final_size = ReadU64(journal, 8);
+  const uint64_t num_pages = ReadU64(journal, 16);
+  size_t offset = 24;
+  for (uint64_t i = 0; i < num_pages; ++i) {
+    if (offset + 16 > body) return false;
+    const uint64_t address = ReadU64(journal, offset);
+    const uint64_t length = ReadU64(journal, offset + 8);
+    offset += 16;
+    if (offset + length > body) return false;
+    if (!WriteAll(fd, journal.data() + offset, length, address)) {
+      MEGALOC_THROW(IoError, "cannot apply the journal (disk full or file not writable?)");
+    }
+    offset += length;
+  }
+  if (ftruncate(fd, static_cast<off_t>(final_size)) != 0 || fsync(fd) != 0) {
+    MEGALOC_THROW(IoError, "cannot apply the journal (disk full or file not writable?)");
+  }
+  return true;
+}
+
+// Makes the overlay and the logical size durable (see the header).
+bool Commit(JournalFile* f) {
+  if (!f->writable || f->fd < 0) return true;
+  struct stat st;
+  if (fstat(f->fd, &st) != 0) return false;
+  const uint64_t actual = static_cast<uint64_t>(st.st_size);
+  const uint64_t final_size = f->eof;
+  if (f->overlay.empty() && final_size >= actual) {
+    // Only fresh space changed: nothing committed is overwritten.
+    if (final_size > actual && ftruncate(f->fd, static_cast<off_t>(final_size)) != 0) return false;
+    if (fdatasync(f->fd) != 0) return false;
+    f->committed_size = final_size;
+    return true;
+  }
+  // 1. New raw data and metadata in fresh space must be durable before anything points to it.
+  if (fdatasync(f->fd) != 0) return false;
+  // 2. The redo journal.
+  std::string journal(kJournalMagic, 8);
+  AppendU64(&journal, final_size);
+  AppendU64(&journal, f->overlay.size());
+  for (const auto& [index, page] : f->overlay) {
+    AppendU64(&journal, index * kPageSize);
+    AppendU64(&journal, page.valid);
+    journal.append(reinterpret_cast<const char*>(page.data), page.valid);
+  }
+  AppendU64(&journal, Fnv1a(reinterpret_cast<const unsigned char*>(journal.data()), journal.size()));
+  journal.append(kCommitMagic, 8);
+  const std::string journal_path = JournalPath(f->path);
+  const int jfd = open(journal_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (jfd < 0) return false;
+  const bool written = WriteAll(jfd, journal.data(), journal.size(), 0) && fsync(jfd) == 0;
+  close(jfd);
+  if (!written) {
+    unlink(journal_path.c_str());
+    return false;
+  }
+  SyncDirectoryOf(journal_path);
+  // 3. Apply, 4. forget the journal.
+  for (const auto& [index, page] : f->overlay) {
+    if (!WriteAll(f->fd, page.data, page.valid, index * kPageSize)) return false;
+  }
+  if (ftruncate(f->fd, static_cast<off_t>(final_size)) != 0 || fdatasync(f->fd) != 0) return false;
+  unlink(journal_path.c_str());
+  f->overlay.clear();
+  f->committed_size = final_size;
+  return true;
+}
+
+// ---- driver callbacks -------------------------------------------------------------------------
+
+H5FD_t* DriverOpen(const char* name, unsigned flags, hid_t, haddr_t maxaddr) {
+  if (name == nullptr || *name == '\0' || maxaddr == 0 || maxaddr == HADDR_UNDEF) return nullptr;
+  const bool writable = (flags & H5F_ACC_RDWR) != 0;
+  int o_flags = writable ? O_RDWR : O_RDONLY;
+  if (flags & H5F_ACC_TRUNC) o_flags |= O_TRUNC;
+  if (flags & H5F_ACC_CREAT) o_flags |= O_CREAT;
+  if (flags & H5F_ACC_EXCL) o_flags |= O_EXCL;
+  const int fd = open(name, o_flags, 0666);
+  if (fd < 0) return nullptr;
+  if (writable) {
+    // One writer at a time; recover or discard a journal only while holding the lock.
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno != ENOSYS) {
+      close(fd);
+      return nullptr;
+    }
+    try {
+      if (flags & H5F_ACC_TRUNC) {
+        unlink(JournalPath(name).c_str());
+      } else {
+        RecoverJournal(name, /*discard_incomplete=*/true);
+      }
+    } catch (const std::exception&) {
+      close(fd);
+      return nullptr;
+    }
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return nullptr;
+  }
+  auto* f = new (std::nothrow) JournalFile();
+  if (f == nullptr) {
+    close(fd);
+    return nullptr;
+  }
+  std::memset(&f->pub, 0, sizeof(f->pub));
+  f->fd = fd;
+  f->path = name;
+  f->writable = writable;
+  f->eof = static_cast<haddr_t>(st.st_size);
+  f->committed_size = static_cast<uint64_t>(st.st_size);
+  f->device = st.st_dev;
+  f->inode = st.st_ino;
+  return &f->pub;
+}
+
+herr_t DriverClose(H5FD_t* file) {
+  auto* f = reinterpret_cast<JournalFile*>(file);
+  const bool ok = Commit(f);
+  close(f->fd);
+  delete f;
+  return ok ? 0 : -1;
+}
+
+int DriverCmp(const H5FD_t* a, const H5FD_t* b) {
+  const auto* fa = reinterpret_cast<const JournalFile*>(a);
+  const auto* fb = reinterpret_cast<const JournalFile*>(b);
+  if (fa->device != fb->device) return fa->device < fb->device ? -1 : 1;
+  if (fa->inode != fb->inode) return fa->inode < fb->inode ? -1 : 1;
+  return 0;
+}
+
+herr_t DriverQuery(const H5FD_t*, unsigned long* flags) {
+  if (flags != nullptr) {
+    *flags = H5FD_FEAT_AGGREGATE_METADATA | H5FD_FEAT_ACCUMULATE_METADATA | H5FD_FEAT_DATA_SIEVE |
+             H5FD_FEAT_AGGREGATE_SMALLDATA;
+  }
+  return 0;
+}
+
+haddr_t DriverGetEoa(const H5FD_t* file, H5FD_mem_t) {
+  return reinterpret_cast<const JournalFile*>(file)->eoa;
+}
+
+herr_t DriverSetEoa(H5FD_t* file, H5FD_mem_t, haddr_t addr) {
+  reinterpret_cast<JournalFile*>(file)->eoa = addr;
+  return 0;
+}
+
+haddr_t DriverGetEof(const H5FD_t* file, H5FD_mem_t) {
+  return reinterpret_cast<const JournalFile*>(file)->eof;
+}
+
+herr_t DriverGetHandle(H5FD_t* file, hid_t, void** handle) {
+  if (handle == nullptr) return -1;
+  *handle = &reinterpret_cast<JournalFile*>(file)->fd;
+  return 0;
+}
+
+herr_t DriverRead(H5FD_t* file, H5FD_mem_t, hid_t, haddr_t addr, size_t size, void* buffer) {
+  auto* f = reinterpret_cast<JournalFile*>(file);
+  if (addr == HADDR_UNDEF) return -1;
+  auto* out = static_cast<unsigned char*>(buffer);
+  if (f->overlay.empty()) return ReadAll(f->fd, out, size, addr) ? 0 : -1;
+  while (size > 0) {
+    const uint64_t index = addr / kPageSize;
+    const uint64_t in_page = addr % kPageSize;
+    size_t n = std::min<uint64_t>(size, kPageSize - in_page);
+    const auto it = f->overlay.find(index);
+    if (it != f->overlay.end()) {
+      std::memcpy(out, it->second.data + in_page, n);
+    } else {
+      // Read up to the next overlay page in one call.
+      const auto next = f->overlay.upper_bound(index);
+      const uint64_t limit = next == f->overlay.end() ? UINT64_MAX : next->first * kPageSize;
+      n = static_cast<size_t>(std::min<uint64_t>(size, limit - addr));
+      if (!ReadAll(f->fd, out, n, addr)) return -1;
+    }
+    out += n;
+    addr += n;
+    size -= n;
+  }
+  return 0;
+}
+
+herr_t DriverWrite(H5FD_t* file, H5FD_mem_t, hid_t, haddr_t addr, size_t size, const void* buffer) {
+  auto* f = reinterpret_cast<JournalFile*>(file);
+  if (addr == HADDR_UNDEF || !f->writable) return -1;
+  const auto* in = static_cast<const unsigned char*>(buffer);
+  const uint64_t end = addr + size;
+  // Pages that hold committed bytes are overlaid; pages entirely beyond are fresh space.
+  const uint64_t boundary = (f->committed_size + kPageSize - 1) / kPageSize * kPageSize;
+  uint64_t pos = addr;
+  while (pos < end && pos < boundary) {
+    const uint64_t index = pos / kPageSize;
+    const uint64_t in_page = pos % kPageSize;
+    const uint64_t n = std::min<uint64_t>(end - pos, kPageSize - in_page);
+    auto it = f->overlay.find(index);
+    if (it == f->overlay.end()) {
+      it = f->overlay.emplace(index, Page()).first;
+      Page& page = it->second;
+      if (!ReadAll(f->fd, page.data, kPageSize, index * kPageSize)) return -1;
+      page.valid = std::min<uint64_t>(kPageSize, f->committed_size - index * kPageSize);
+    }
+    std::memcpy(it->second.data + in_page, in + (pos - addr), n);
+    it->second.valid = std::max<uint64_t>(it->second.valid, in_page + n);
+    pos += n;
+  }
+  if (pos < end && !WriteAll(f->fd, in + (pos - addr), end - pos, pos)) return -1;
+  f->eof = std::max<haddr_t>(f->eof, end);
+  return 0;
+}
+
+herr_t DriverFlush(H5FD_t* file, hid_t, hbool_t) {
+  return Commit(reinterpret_cast<JournalFile*>(file)) ? 0 : -1;
+}
+
+herr_t DriverTruncate(H5FD_t* file, hid_t, hbool_t) {
+  auto* f = reinterpret_cast<JournalFile*>(file);
+  // Deferred to the next commit (shrinking the file now could cut committed data).
+  if (f->writable) f->eof = f->eoa;
+  return 0;
+}
+
+herr_t DriverLock(H5FD_t* file, hbool_t rw) {
+  auto* f = reinterpret_cast<JournalFile*>(file);
+  if (flock(f->fd, (rw ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 && errno != ENOSYS) return -1;
+  return 0;
+}
+
+herr_t DriverUnlock(H5FD_t* file) {
+  auto* f = reinterpret_cast<JournalFile*>(file);
+  if (flock(f->fd, LOCK_UN) != 0 && errno != ENOSYS) return -1;
+  return 0;
+}
+
+H5FD_class_t MakeDriverClass() {
+  H5FD_class_t cls;
+  std::memset(&cls, 0, sizeof(cls));
+  cls.name = "megaloc_journal";
+  cls.maxaddr = (static_cast<haddr_t>(1) << 62) - 1;
+  cls.fc_degree = H5F_CLOSE_WEAK;
+  cls.open = DriverOpen;
+  cls.close = DriverClose;
+  cls.cmp = DriverCmp;
+  cls.query = DriverQuery;
+  cls.get_eoa = DriverGetEoa;
+  cls.set_eoa = DriverSetEoa;
+  cls.get_eof = DriverGetEof;
+  cls.get_handle = DriverGetHandle;
+  cls.read = DriverRead;
+  cls.write = DriverWrite;
+  cls.flush = DriverFlush;
+  cls.truncate = DriverTruncate;
+  cls.lock = DriverLock;
+  cls.unlock = DriverUnlock;
+  const H5FD_mem_t map[H5FD_MEM_NTYPES] = H5FD_FLMAP_DICHOTOMY;
+  std::copy(map, map + H5FD_MEM_NTYPES, cls.fl_map);
+  return cls;
+}
+
+}  // namespace
+
+std::string JournalPath(const std::string& path) { return path + ".journal"; }
+
+int64_t JournalDriverId() {
+  static const H5FD_class_t cls = MakeDriverClass();
+  static const hid_t id = H5FDregister(&cls);
+  if (id < 0) MEGALOC_THROW(Error, "HDF5: cannot register the journaling file driver");
+  return id;
+}
+
+void SetJournalDriver(int64_t fapl) {
+  if (H5Pset_driver(fapl, JournalDriverId(), nullptr) < 0) {
+    MEGALOC_THROW(Error, "HDF5: cannot select the journaling file driver");
+  }
+}
+
+bool RecoverJournal(const std::string& path, bool discard_incomplete) {
+  const std::string journal_path = JournalPath(path);
+  if (!FileExists(journal_path)) return false;
+  std::string journal;
+  try {
+    journal = ReadFileToString(journal_path);
+  } catch (const IoError&) {
+    return false;
+  }
+  if (!discard_incomplete && !ApplyJournalCheck(journal)) return false;
+  const int fd = open(path.c_str(), O_RDWR);
+  if (fd < 0) {
+    MEGALOC_THROW(IoError, path << ": an interrupted write left " << journal_path
+                                << ", but the file cannot be opened for writing to finish it: "
+                                << std::strerror(errno));
+  }
+  bool applied = false;
+  try {
+    applied = ApplyJournal(journal, fd);
+  } catch (const IoError& e) {
+    close(fd);
+    MEGALOC_THROW(IoError, path << ": " << e.what());
+  }
+  close(fd);
+  if (applied || discard_incomplete) unlink(journal_path.c_str());
+  return applied;
+}
+
+}  // namespace internal
+}  // namespace megaloc
