@@ -1,12 +1,166 @@
-// Placeholder until the subcommand lands.
+// `megaloc colmap_matcher`: MegaLoc retrieval matching on a COLMAP database, a drop-in for
+// `colmap vocab_tree_matcher` (docs/cli/colmap_matcher.md, docs/plugin.md).
+
+#include "plugin/colmap_matcher_command.h"
+
 #include <cstdlib>
+#include <iomanip>
 #include <iostream>
+#include <string>
+#include <vector>
+
+#include "megaloc/util/logging.h"
+#include "megaloc/util/string_utils.h"
+#include "plugin/colmap_matcher.h"
+#include "tools/option_manager.h"
 
 namespace megaloc {
+namespace {
+
+void PrintNames(const std::string& title, const std::vector<std::string>& names, size_t max_names = 10) {
+  if (names.empty()) return;
+  std::cout << title << " (" << names.size() << "):";
+  for (size_t i = 0; i < names.size() && i < max_names; ++i) std::cout << " " << names[i];
+  if (names.size() > max_names) std::cout << " ... (" << names.size() - max_names << " more)";
+  std::cout << "\n";
+}
+
+}  // namespace
 
 int RunColmapMatcher(int argc, char** argv) {
-  std::cerr << "ERROR: megaloc colmap_matcher is not implemented yet" << std::endl;
-  return EXIT_FAILURE;
+  ColmapMatcherOptions options;
+  std::string resize = "resize_max";
+  std::string extra_args;
+  int use_gpu = -1;
+  int skip_missing = 0;
+
+  po::options_description desc("Options");
+  desc.add_options()
+      ("database_path", po::value<std::string>(&options.database_path)->required(),
+       "COLMAP database with images and SIFT features (from `colmap feature_extractor`). Read "
+       "here; COLMAP's matches_importer writes the matches.")
+      ("image_path", po::value<std::string>(&options.image_path)->required(),
+       "The --image_path given to `colmap feature_extractor` (database names are relative to it).")
+      ("num_matched", po::value<int>(&options.num_matched)->required(),
+       "Images retrieved per image (like VocabTreeMatching.num_images; clamped to #images - 1).")
+      ("weights_path", po::value<std::string>(&options.model.weights_path),
+       "MegaLoc checkpoint (model.safetensors or megaloc.torch). Needed only when some image has "
+       "no descriptor in the cache yet.")
+      ("descriptors", po::value<std::string>(&options.descriptors_path),
+       "Descriptor cache, an hloc global-descriptor HDF5 file: images already in it are not "
+       "extracted again, new ones are appended. Default: <database>.megaloc.h5 next to the "
+       "database.")
+      ("sequential_overlap", po::value<int>(&options.sequential_overlap)->default_value(0),
+       "Also pair each image with the next N images in sorted-name order (video), 0 = off.")
+      ("min_score", po::value<float>(&options.min_score),
+       "Drop retrieved images scoring below this (default: keep all; hloc uses 0).")
+      ("pairs_path", po::value<std::string>(&options.pairs_path),
+       "Pair list to write (one 'name1 name2' per line). Default: <database>.megaloc_pairs.txt.")
+      ("dry_run", po::bool_switch(&options.dry_run),
+       "Write the pair list only; do not run COLMAP.")
+      ("colmap", po::value<std::string>(&options.colmap_path)->default_value("colmap"),
+       "COLMAP executable.")
+      ("use_gpu", po::value<int>(&use_gpu)->default_value(-1),
+       "GPU matching in COLMAP: 0, 1, or -1 = 1 if the COLMAP build has CUDA, else 0.")
+      ("num_threads", po::value<int>(&options.num_threads)->default_value(-1),
+       "Threads for retrieval, extraction and COLMAP matching (-1 = all cores).")
+      ("colmap_args", po::value<std::string>(&extra_args),
+       "Extra options appended to the matches_importer command line, whitespace-separated, e.g. "
+       "\"--SiftMatching.max_num_matches 16384\".")
+      ("log_path", po::value<std::string>(&options.log_path),
+       "COLMAP's output. Default: <pairs_path>.matches_importer.log.")
+      ("skip_missing_images", po::value<int>(&skip_missing)->default_value(0),
+       "1 = images that are neither on disk nor in the cache get no pairs instead of an error.")
+      ("device", po::value<std::string>(&options.model.device)->default_value("cpu"),
+       "Extraction device: cpu, cuda, cuda:N or auto.")
+      ("batch_size", po::value<int>(&options.batch_size)->default_value(1),
+       "Images per forward pass during extraction (same-size images are batched).")
+      ("resize", po::value<std::string>(&resize)->default_value("resize_max"),
+       "Extraction preprocessing: resize_max (hloc's megaloc conf, longest side --resize_max), "
+       "fixed (--width x --height, the paper's 322x322) or native.")
+      ("resize_max", po::value<int>(&options.preprocessing.resize_max)->default_value(1024),
+       "Longest image side for --resize resize_max.")
+      ("width", po::value<int>(&options.preprocessing.width)->default_value(322),
+       "Width for --resize fixed.")
+      ("height", po::value<int>(&options.preprocessing.height)->default_value(322),
+       "Height for --resize fixed.");
+
+  po::variables_map vm;
+  switch (ParseCommandLine("colmap_matcher",
+                           "MegaLoc retrieval matching on a COLMAP database (drop-in for "
+                           "`colmap vocab_tree_matcher`): extract global descriptors for the "
+                           "database images (cached), retrieve --num_matched images per image, "
+                           "write the pair list and run `colmap matches_importer --match_type "
+                           "pairs` on it.",
+                           desc, argc, argv, &vm)) {
+    case ParseResult::kHelp:
+      return EXIT_SUCCESS;
+    case ParseResult::kError:
+      return EXIT_FAILURE;
+    case ParseResult::kOk:
+      break;
+  }
+
+  return RunCommandGuarded([&]() {
+    if (resize == "resize_max") {
+      options.preprocessing.mode = ResizeMode::kResizeMax;
+    } else if (resize == "fixed") {
+      options.preprocessing.mode = ResizeMode::kFixed;
+    } else if (resize == "native") {
+      options.preprocessing.mode = ResizeMode::kNative;
+    } else {
+      MEGALOC_THROW(InvalidArgument, "--resize must be resize_max, fixed or native, got '" << resize << "'");
+    }
+    if (use_gpu < -1 || use_gpu > 1) MEGALOC_THROW(InvalidArgument, "--use_gpu must be -1, 0 or 1");
+    if (skip_missing != 0 && skip_missing != 1) MEGALOC_THROW(InvalidArgument, "--skip_missing_images must be 0 or 1");
+    if (options.num_matched < 1) MEGALOC_THROW(InvalidArgument, "--num_matched must be >= 1");
+    if (options.num_threads == 0 || options.num_threads < -1) {
+      MEGALOC_THROW(InvalidArgument, "--num_threads must be -1 or >= 1");
+    }
+    if (options.sequential_overlap < 0) MEGALOC_THROW(InvalidArgument, "--sequential_overlap must be >= 0");
+    options.use_gpu = use_gpu;
+    options.skip_missing_images = skip_missing == 1;
+    options.model.num_threads = options.num_threads;
+    options.colmap_extra_args = SplitWhitespace(extra_args);
+    if (!options.Check()) MEGALOC_THROW(InvalidArgument, "invalid options (see the message above)");
+
+    const ColmapMatcherStats stats = MatchColmapDatabase(options);
+
+    std::cout << "Database:          " << options.database_path << " (" << stats.schema << ")\n"
+              << "Images:            " << stats.num_database_images << " in the database, "
+              << stats.num_images_on_disk << " image files under " << options.image_path << "\n";
+    PrintNames("Database images missing on disk", stats.missing_on_disk);
+    PrintNames("Image files not in the database (ignored)", stats.not_in_database);
+    PrintNames("Skipped (no file, no cached descriptor)", stats.skipped_images);
+    std::cout << "Descriptors:       " << stats.num_cached << " cached, " << stats.num_extracted << " extracted -> "
+              << stats.descriptors_path << " (dim " << stats.descriptor_dim << ")\n"
+              << "Pairs:             " << stats.num_pairs << " unique (" << stats.num_retrieval_pairs
+              << " retrieved, " << stats.num_sequential_pairs << " sequential) for " << stats.num_matched_images
+              << " images -> " << stats.pairs_path << "\n";
+    if (stats.colmap_ran) {
+      std::cout << "COLMAP:            " << stats.colmap_version << "\n"
+                << "Command:          ";
+      for (const std::string& arg : stats.colmap_command) std::cout << " " << arg;
+      std::cout << "\n"
+                << "Matches:           " << stats.matches_before << " -> " << stats.matches_after
+                << " rows; two_view_geometries " << stats.two_view_geometries_before << " -> "
+                << stats.two_view_geometries_after << " rows (" << stats.verified_pairs_after
+                << " with inliers)\n"
+                << "COLMAP log:        " << stats.log_path << "\n";
+      if (stats.num_unknown_image_errors > 0) {
+        std::cout << "WARNING: COLMAP reported " << stats.num_unknown_image_errors
+                  << " unknown image name(s) (see the log)\n";
+      }
+    } else {
+      std::cout << "COLMAP:            not run (--dry_run). Run:\n  " << options.colmap_path
+                << " matches_importer --database_path " << options.database_path << " --match_list_path "
+                << stats.pairs_path << " --match_type pairs\n";
+    }
+    std::cout << std::fixed << std::setprecision(2) << "Time:              " << stats.total_seconds
+              << " s (extraction " << stats.extraction_seconds << " s, retrieval " << stats.retrieval_seconds
+              << " s, COLMAP " << stats.colmap_seconds << " s)" << std::endl;
+    return EXIT_SUCCESS;
+  });
 }
 
 }  // namespace megaloc

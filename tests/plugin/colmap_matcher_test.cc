@@ -1,0 +1,367 @@
+// colmap_matcher without the COLMAP binary: version parsing, command lines, process handling,
+// name/disk checks, descriptor cache reuse and the pair list (--dry_run).
+
+#include "plugin/colmap_matcher.h"
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "megaloc/io/descriptor_store.h"
+#include "megaloc/retrieval/pairs_from_retrieval.h"
+#include "megaloc/util/file_utils.h"
+#include "megaloc/util/logging.h"
+#include "plugin/colmap_database.h"
+#include "plugin/colmap_executable.h"
+#include "tests/common/testing.h"
+#include "tests/plugin/colmap_test_utils.h"
+
+namespace megaloc {
+namespace {
+
+using testing::ColmapSchemaVersion;
+using testing::CreateColmapDatabase;
+
+template <typename ExceptionT>
+std::string ThrownMessage(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const ExceptionT& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "unexpected exception type: " << e.what();
+    return "";
+  }
+  ADD_FAILURE() << "no exception";
+  return "";
+}
+
+TEST(ColmapVersion, ParsesHelpAndPicksFlagNames) {
+  const ColmapVersion v38 = ParseColmapVersion(
+      "COLMAP 3.8 -- Structure-from-Motion and Multi-View Stereo\n"
+      "              (Commit Unknown on Unknown without CUDA)\n\nUsage: ...\n");
+  EXPECT_EQ(v38.major, 3);
+  EXPECT_EQ(v38.minor, 8);
+  EXPECT_FALSE(v38.with_cuda);
+  EXPECT_FALSE(v38.UsesFeatureMatchingPrefix());
+  EXPECT_EQ(v38.MatchingOptionPrefix(), "SiftMatching");
+  EXPECT_EQ(v38.ToString(), "3.8");
+  const ColmapVersion v312 = ParseColmapVersion("COLMAP 3.12.5 -- SfM\n  (Commit abc on 2025-01-01 with CUDA)\n");
+  EXPECT_TRUE(v312.with_cuda);
+  EXPECT_EQ(v312.patch, 5);
+  EXPECT_FALSE(v312.UsesFeatureMatchingPrefix());
+  EXPECT_TRUE(ParseColmapVersion("COLMAP 3.13.0 -- SfM\n").UsesFeatureMatchingPrefix());
+  EXPECT_TRUE(ParseColmapVersion("COLMAP 3.14.0.dev0 -- SfM\n").UsesFeatureMatchingPrefix());
+  const ColmapVersion v4 = ParseColmapVersion("\nCOLMAP 4.1.1 -- SfM\n");
+  EXPECT_EQ(v4.MatchingOptionPrefix(), "FeatureMatching");
+  EXPECT_EQ(v4.ToString(), "4.1.1");
+  EXPECT_THROW(ParseColmapVersion("Usage: something else\n"), FormatError);
+  EXPECT_THROW(ParseColmapVersion("COLMAP x.y -- SfM\n"), FormatError);
+  EXPECT_THROW(ParseColmapVersion(""), FormatError);
+}
+
+TEST(ColmapMatcher, MatchesImporterCommandUsesVersionFlags) {
+  ColmapMatcherOptions options;
+  options.database_path = "db.db";
+  options.image_path = "images";
+  options.colmap_path = "/opt/colmap";
+  options.num_threads = 2;
+  options.colmap_extra_args = {"--SiftMatching.max_num_matches", "1000"};
+  const std::vector<std::string> old_flags = MatchesImporterCommand(options, "pairs.txt", false, false);
+  EXPECT_EQ(old_flags, (std::vector<std::string>{"/opt/colmap", "matches_importer", "--database_path", "db.db",
+                                                 "--match_list_path", "pairs.txt", "--match_type", "pairs",
+                                                 "--SiftMatching.use_gpu", "0", "--SiftMatching.num_threads", "2",
+                                                 "--SiftMatching.max_num_matches", "1000"}));
+  options.colmap_extra_args.clear();
+  options.num_threads = -1;
+  const std::vector<std::string> new_flags = MatchesImporterCommand(options, "p.txt", true, true);
+  EXPECT_EQ(new_flags[8], "--FeatureMatching.use_gpu");
+  EXPECT_EQ(new_flags[9], "1");
+  EXPECT_EQ(new_flags[10], "--FeatureMatching.num_threads");
+  EXPECT_EQ(new_flags[11], "-1");
+}
+
+TEST(ColmapExecutable, RunProcessCapturesStatusAndOutput) {
+  const std::string dir = testing::TempDir();
+  const std::string log = JoinPaths(dir, "sub/log.txt");
+  ProcessResult ok = RunProcess({"/bin/sh", "-c", "echo out; echo err 1>&2; exit 0"}, log);
+  EXPECT_TRUE(ok.Succeeded());
+  ProcessResult failed = RunProcess({"/bin/sh", "-c", "echo line1; echo line2; exit 3"}, log);
+  EXPECT_FALSE(failed.Succeeded());
+  EXPECT_EQ(failed.exit_code, 3);
+  EXPECT_EQ(failed.Describe(), "exit status 3");
+  EXPECT_EQ(TailOfFile(log, 2), "line1\nline2\n");
+  EXPECT_NE(ReadFileToString(log).find("err\n"), std::string::npos);
+  ProcessResult killed = RunProcess({"/bin/sh", "-c", "kill -9 $$"}, log);
+  EXPECT_EQ(killed.signal, 9);
+  EXPECT_NE(killed.Describe().find("signal 9"), std::string::npos);
+  const std::string what =
+      ThrownMessage<IoError>([&] { RunProcess({JoinPaths(dir, "no_such_colmap"), "help"}, log); });
+  EXPECT_NE(what.find("no_such_colmap"), std::string::npos) << what;
+  EXPECT_THROW(DetectColmapVersion(JoinPaths(dir, "no_such_colmap")), IoError);
+  // A program that is not COLMAP.
+  EXPECT_THROW(DetectColmapVersion("/bin/true"), FormatError);
+}
+
+TEST(ColmapMatcher, DefaultPathsAreNextToTheDatabase) {
+  EXPECT_EQ(DefaultDescriptorsPath("/data/project/database.db"), "/data/project/database.megaloc.h5");
+  EXPECT_EQ(DefaultPairsPath("/data/project/database.db"), "/data/project/database.megaloc_pairs.txt");
+  EXPECT_EQ(DefaultDescriptorsPath("/data/v1.2/db"), "/data/v1.2/db.megaloc.h5");
+  EXPECT_EQ(DefaultDescriptorsPath("db.sqlite"), "db.megaloc.h5");
+}
+
+// A small project: COLMAP database, image files (contents irrelevant with a full cache) and a
+// descriptor cache with hand-made unit descriptors.
+struct Project {
+  std::string dir, database, images, cache;
+  std::vector<std::string> names;
+};
+
+// Descriptor of image i: a unit vector on a circle, so the nearest neighbours of i are i-1 and i+1
+// (cyclically), then i-2 and i+2, ...
+std::vector<float> CircleDescriptor(int i, int n, int dim = 16) {
+  std::vector<float> d(dim, 0.0f);
+  const double angle = 2.0 * M_PI * i / n;
+  d[0] = static_cast<float>(std::cos(angle));
+  d[1] = static_cast<float>(std::sin(angle));
+  return d;
+}
+
+Project MakeProject(ColmapSchemaVersion schema, int n, bool write_cache) {
+  Project p;
+  p.dir = testing::TempDir();
+  p.database = JoinPaths(p.dir, "database.db");
+  p.images = JoinPaths(p.dir, "images");
+  p.cache = DefaultDescriptorsPath(p.database);
+  std::vector<std::pair<int64_t, std::string>> rows;
+  for (int i = 0; i < n; ++i) {
+    const std::string name = (i < n / 2 ? "seq1/" : "seq2/") + std::string("img_") + std::to_string(100 + i) + ".jpg";
+    p.names.push_back(name);
+    rows.emplace_back(n - i, name);  // ids in reverse name order
+  }
+  CreateColmapDatabase(p.database, schema, rows, {}, {});
+  CreateDirectories(JoinPaths(p.images, "seq1"));
+  CreateDirectories(JoinPaths(p.images, "seq2"));
+  for (const std::string& name : p.names) std::ofstream(JoinPaths(p.images, name)) << "jpeg";
+  if (write_cache) {
+    auto file = DescriptorFile::Open(p.cache, DescriptorFile::Mode::kCreate);
+    for (int i = 0; i < n; ++i) {
+      const std::vector<float> d = CircleDescriptor(i, n);
+      file->Write(p.names[i], d.data(), static_cast<int>(d.size()), 640, 480, DescriptorDtype::kFloat32);
+    }
+    file->Flush();
+  }
+  return p;
+}
+
+ColmapMatcherOptions DryRunOptions(const Project& p, int k) {
+  ColmapMatcherOptions options;
+  options.database_path = p.database;
+  options.image_path = p.images;
+  options.num_matched = k;
+  options.dry_run = true;
+  options.num_threads = 1;
+  return options;
+}
+
+std::set<std::pair<std::string, std::string>> Unordered(const std::vector<ImagePair>& pairs) {
+  std::set<std::pair<std::string, std::string>> out;
+  for (const ImagePair& p : pairs) out.insert(std::minmax(p.name1, p.name2));
+  return out;
+}
+
+class ColmapMatcherDryRun : public ::testing::TestWithParam<ColmapSchemaVersion> {};
+
+TEST_P(ColmapMatcherDryRun, WritesRetrievalPairsFromTheCache) {
+  const int n = 10;
+  const Project p = MakeProject(GetParam(), n, true);
+  ColmapMatcherOptions options = DryRunOptions(p, 2);
+  const ColmapMatcherStats stats = MatchColmapDatabase(options);
+  EXPECT_EQ(stats.num_database_images, n);
+  EXPECT_EQ(stats.num_cached, n);
+  EXPECT_EQ(stats.num_extracted, 0);
+  EXPECT_EQ(stats.descriptor_dim, 16);
+  EXPECT_FALSE(stats.colmap_ran);
+  EXPECT_TRUE(stats.missing_on_disk.empty());
+  EXPECT_TRUE(stats.not_in_database.empty());
+  EXPECT_EQ(stats.pairs_path, DefaultPairsPath(p.database));
+  const std::vector<ImagePair> pairs = ReadPairs(stats.pairs_path);
+  // Circle descriptors: the 2 nearest neighbours of i are i +- 1, so the unique pairs are the n
+  // edges of the cycle.
+  std::set<std::pair<std::string, std::string>> expected;
+  for (int i = 0; i < n; ++i) expected.insert(std::minmax(p.names[i], p.names[(i + 1) % n]));
+  EXPECT_EQ(Unordered(pairs), expected);
+  EXPECT_EQ(pairs.size(), static_cast<size_t>(n));  // de-duplicated
+  EXPECT_EQ(stats.num_pairs, n);
+  EXPECT_EQ(stats.num_retrieval_pairs, 2 * n);
+  // Never a self pair, every name is a database name.
+  const std::set<std::string> name_set(p.names.begin(), p.names.end());
+  for (const ImagePair& pair : pairs) {
+    EXPECT_NE(pair.name1, pair.name2);
+    EXPECT_EQ(name_set.count(pair.name1), 1u);
+    EXPECT_EQ(name_set.count(pair.name2), 1u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Schemas, ColmapMatcherDryRun,
+                         ::testing::Values(ColmapSchemaVersion::k38, ColmapSchemaVersion::k311,
+                                           ColmapSchemaVersion::k4x));
+
+TEST(ColmapMatcher, PairsAreThePairsEngineOutput) {
+  const int n = 12;
+  const Project p = MakeProject(ColmapSchemaVersion::k38, n, false);
+  // Non-trivial descriptors: deterministic pseudo-random unit vectors.
+  {
+    auto file = DescriptorFile::Open(p.cache, DescriptorFile::Mode::kCreate);
+    uint64_t state = 12345;
+    for (int i = 0; i < n; ++i) {
+      std::vector<float> d(32);
+      double norm = 0;
+      for (float& x : d) {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        x = static_cast<float>(static_cast<int>((state >> 33) % 2001) - 1000) / 1000.0f;
+        norm += x * x;
+      }
+      for (float& x : d) x = static_cast<float>(x / std::sqrt(norm));
+      file->Write(p.names[i], d.data(), 32, 100, 100, DescriptorDtype::kFloat16);
+    }
+  }
+  for (int k : {1, 3, 5}) {
+    ColmapMatcherOptions options = DryRunOptions(p, k);
+    options.min_score = 0.0f;  // hloc's setting, so that the engine's defaults apply
+    options.pairs_path = JoinPaths(p.dir, "pairs_k" + std::to_string(k) + ".txt");
+    MatchColmapDatabase(options);
+    PairsFromRetrievalOptions engine;
+    engine.descriptors_path = p.cache;
+    engine.unique = true;
+    engine.search.num_neighbors = k;
+    engine.search.min_score = 0.0f;
+    std::vector<ImagePair> expected;
+    for (const ScoredImagePair& s : PairsFromRetrieval(engine).pairs) expected.push_back(s.pair);
+    EXPECT_EQ(ReadPairs(options.pairs_path), expected) << "k = " << k;
+  }
+  // Sequential neighbours are added after the retrieval pairs, duplicates dropped.
+  ColmapMatcherOptions options = DryRunOptions(p, 1);
+  options.sequential_overlap = 2;
+  const ColmapMatcherStats stats = MatchColmapDatabase(options);
+  const std::vector<ImagePair> pairs = ReadPairs(stats.pairs_path);
+  const std::set<std::pair<std::string, std::string>> got = Unordered(pairs);
+  for (int i = 0; i + 1 < n; ++i) {
+    EXPECT_EQ(got.count(std::minmax(p.names[i], p.names[i + 1])), 1u);
+    if (i + 2 < n) EXPECT_EQ(got.count(std::minmax(p.names[i], p.names[i + 2])), 1u);
+  }
+  EXPECT_EQ(got.size(), pairs.size());
+  EXPECT_EQ(stats.num_sequential_pairs, 2 * n - 3);
+  EXPECT_LE(stats.num_pairs, stats.num_retrieval_pairs + stats.num_sequential_pairs);
+  // k >= n - 1 covers every pair.
+  options = DryRunOptions(p, 100);
+  options.pairs_path = JoinPaths(p.dir, "all.txt");
+  MatchColmapDatabase(options);
+  EXPECT_EQ(ReadPairs(options.pairs_path).size(), static_cast<size_t>(n * (n - 1) / 2));
+}
+
+TEST(ColmapMatcher, ReportsNameAndDiskMismatches) {
+  const int n = 6;
+  Project p = MakeProject(ColmapSchemaVersion::k38, n, false);
+  // On disk but not in the database: reported, ignored.
+  std::ofstream(JoinPaths(p.images, "extra.png")) << "png";
+  // In the database but not on disk.
+  std::remove(JoinPaths(p.images, p.names[4]).c_str());
+  std::remove(JoinPaths(p.images, p.names[5]).c_str());
+  ColmapMatcherOptions options = DryRunOptions(p, 2);
+
+  // Nothing cached and no weights: extraction needed -> clear error. Missing images first.
+  std::string what = ThrownMessage<InvalidArgument>([&] { MatchColmapDatabase(options); });
+  EXPECT_NE(what.find("2 database image(s) are neither under --image_path"), std::string::npos) << what;
+  EXPECT_NE(what.find(p.names[4]), std::string::npos) << what;
+  EXPECT_NE(what.find("--skip_missing_images"), std::string::npos) << what;
+  EXPECT_FALSE(FileExists(DefaultPairsPath(p.database)));
+
+  options.skip_missing_images = true;
+  what = ThrownMessage<InvalidArgument>([&] { MatchColmapDatabase(options); });
+  EXPECT_NE(what.find("pass --weights_path"), std::string::npos) << what;
+
+  // Extraction only for what is on disk and not cached (a stand-in extractor that writes circle
+  // descriptors records what it was asked for).
+  std::vector<std::string> requested;
+  auto extractor = [&](const ColmapMatcherOptions&, const std::vector<std::string>& names, const std::string& path) {
+    requested.insert(requested.end(), names.begin(), names.end());
+    auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kAppend);
+    for (const std::string& name : names) {
+      const int i = static_cast<int>(std::find(p.names.begin(), p.names.end(), name) - p.names.begin());
+      const std::vector<float> d = CircleDescriptor(i, n);
+      file->Write(name, d.data(), 16, 10, 10, DescriptorDtype::kFloat16);
+    }
+    return static_cast<int64_t>(names.size());
+  };
+  options.model.weights_path = "unused.safetensors";
+  ColmapMatcherStats stats = MatchColmapDatabase(options, extractor);
+  EXPECT_EQ(requested, (std::vector<std::string>{p.names[0], p.names[1], p.names[2], p.names[3]}));
+  EXPECT_EQ(stats.num_extracted, 4);
+  EXPECT_EQ(stats.num_cached, 0);
+  EXPECT_EQ(stats.missing_on_disk, (std::vector<std::string>{p.names[4], p.names[5]}));
+  EXPECT_EQ(stats.skipped_images, stats.missing_on_disk);
+  EXPECT_EQ(stats.not_in_database, (std::vector<std::string>{"extra.png"}));
+  EXPECT_EQ(stats.num_matched_images, 4);
+  for (const ImagePair& pair : ReadPairs(stats.pairs_path)) {
+    EXPECT_NE(pair.name1, p.names[4]);
+    EXPECT_NE(pair.name2, p.names[5]);
+  }
+
+  // Second run: everything cached, the extractor is not called. A cached image that is missing on
+  // disk is still matched.
+  requested.clear();
+  {
+    auto file = DescriptorFile::Open(p.cache, DescriptorFile::Mode::kAppend);
+    const std::vector<float> d = CircleDescriptor(4, n);
+    file->Write(p.names[4], d.data(), 16, 10, 10, DescriptorDtype::kFloat16);
+  }
+  stats = MatchColmapDatabase(options, extractor);
+  EXPECT_TRUE(requested.empty());
+  EXPECT_EQ(stats.num_cached, 5);
+  EXPECT_EQ(stats.num_matched_images, 5);
+  EXPECT_EQ(stats.skipped_images, (std::vector<std::string>{p.names[5]}));
+}
+
+TEST(ColmapMatcher, ClearErrorsForBadInputs) {
+  Project p = MakeProject(ColmapSchemaVersion::k38, 4, true);
+  ColmapMatcherOptions options = DryRunOptions(p, 2);
+  options.image_path = JoinPaths(p.dir, "no_such_dir");
+  std::string what = ThrownMessage<IoError>([&] { MatchColmapDatabase(options); });
+  EXPECT_NE(what.find("no_such_dir"), std::string::npos) << what;
+
+  options = DryRunOptions(p, 2);
+  options.database_path = JoinPaths(p.dir, "nope.db");
+  what = ThrownMessage<IoError>([&] { MatchColmapDatabase(options); });
+  EXPECT_NE(what.find("nope.db"), std::string::npos) << what;
+
+  // A corrupt cache is reported, never overwritten.
+  options = DryRunOptions(p, 2);
+  { std::ofstream(p.cache, std::ios::trunc) << "not hdf5"; }
+  what = ThrownMessage<FormatError>([&] { MatchColmapDatabase(options); });
+  EXPECT_NE(what.find(p.cache), std::string::npos) << what;
+  EXPECT_EQ(ReadFileToString(p.cache), "not hdf5");
+
+  // Names with whitespace cannot go into a pair list.
+  const std::string db2 = JoinPaths(p.dir, "spaces.db");
+  CreateColmapDatabase(db2, ColmapSchemaVersion::k38, {{1, "a b.jpg"}, {2, "c.jpg"}}, {}, {});
+  options.database_path = db2;
+  what = ThrownMessage<InvalidArgument>([&] { MatchColmapDatabase(options); });
+  EXPECT_NE(what.find("'a b.jpg'"), std::string::npos) << what;
+
+  // Empty database.
+  const std::string db3 = JoinPaths(p.dir, "empty.db");
+  CreateColmapDatabase(db3, ColmapSchemaVersion::k4x, {}, {}, {});
+  options.database_path = db3;
+  what = ThrownMessage<InvalidArgument>([&] { MatchColmapDatabase(options); });
+  EXPECT_NE(what.find("no images"), std::string::npos) << what;
+
+  options = DryRunOptions(p, 0);
+  EXPECT_THROW(MatchColmapDatabase(options), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace megaloc
