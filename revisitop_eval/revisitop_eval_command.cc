@@ -1,12 +1,134 @@
-// Placeholder until the subcommand lands.
+// `megaloc revisitop_eval`: the Revisited Oxford/Paris protocol in one command (docs/cli/revisitop_eval.md).
+#include "revisitop_eval/revisitop_eval_command.h"
+
 #include <cstdlib>
 #include <iostream>
+
+#include "megaloc/util/file_utils.h"
+#include "megaloc/util/logging.h"
+#include "revisitop_eval/revisitop_eval.h"
+#include "tools/option_manager.h"
 
 namespace megaloc {
 
 int RunRevisitopEval(int argc, char** argv) {
-  std::cerr << "ERROR: megaloc revisitop_eval is not implemented yet" << std::endl;
-  return EXIT_FAILURE;
+  RevisitopEvalOptions options;
+  std::string ranks_path;
+  std::string ranks_layout = "db_by_q";
+  std::string output_path;
+  int resize_max = -1;
+  std::vector<int> resize;
+  bool native = false;
+
+  po::options_description desc("Options");
+  desc.add_options()
+      ("dataset", po::value<std::string>(&options.dataset),
+       "roxford5k | rparis6k (required unless --ranks_path is given with --gnd_path)")
+      ("data_root", po::value<std::string>(&options.data_root),
+       "root of the official layout: <data_root>/datasets/<dataset>/{jpg/, gnd_<dataset>.pkl}")
+      ("gnd_path", po::value<std::string>(&options.gnd_path),
+       "ground truth (.pkl or .json); default <data_root>/datasets/<dataset>/gnd_<dataset>.pkl")
+      ("image_dir", po::value<std::string>(&options.image_dir),
+       "image directory; default <data_root>/datasets/<dataset>/jpg")
+      ("weights_path", po::value<std::string>(&options.weights_path),
+       "MegaLoc checkpoint (safetensors or torch zip); needed unless --descriptors holds everything")
+      ("resize_max", po::value<int>(&resize_max),
+       "preprocessing: longest side <= N (hloc's megaloc preset is 1024)")
+      ("resize", po::value<std::vector<int>>(&resize)->multitoken(),
+       "preprocessing: fixed size W H (default 322 322, the paper's evaluation size)")
+      ("native", po::bool_switch(&native), "preprocessing: native size (no resize)")
+      ("r1m", po::value<std::string>(&options.r1m_dir),
+       "R1M directory with revisitop1m.txt and jpg/ (+R1M protocol; needs --descriptors)")
+      ("descriptors", po::value<std::string>(&options.descriptors_path),
+       "descriptor cache, hloc HDF5 layout (created or reused)")
+      ("write_ranks", po::value<std::string>(&options.ranks_output_path),
+       "write the ranks (.npy, int64, official layout (n_db, n_q))")
+      ("ranks_path", po::value<std::string>(&ranks_path),
+       "model-free form: evaluate this ranks .npy against --gnd_path")
+      ("ranks_layout", po::value<std::string>(&ranks_layout)->default_value("db_by_q"),
+       "layout of --ranks_path: db_by_q (official (n_db, n_q)) or q_by_db ((n_q, n_db))")
+      ("output_path", po::value<std::string>(&output_path), "results JSON (percent)")
+      ("device", po::value<std::string>(&options.model.device)->default_value("cpu"),
+       "cpu | cuda | cuda:N | auto")
+      ("num_threads", po::value<int>(&options.model.num_threads)->default_value(-1),
+       "CPU threads for the model (-1 = all cores)")
+      ("use_bf16", po::bool_switch(&options.model.use_bf16), "bfloat16 autocast (approximate)")
+      ("flush_every", po::value<int>(&options.flush_every)->default_value(64),
+       "flush the descriptor cache every N new descriptors");
+
+  po::variables_map vm;
+  switch (ParseCommandLine("revisitop_eval",
+                           "Revisited Oxford/Paris evaluation (E/M/H mAP and mP@1,5,10, official "
+                           "protocol), from images + MegaLoc weights or from a ranks .npy.",
+                           desc, argc, argv, &vm)) {
+    case ParseResult::kHelp: return EXIT_SUCCESS;
+    case ParseResult::kError: return EXIT_FAILURE;
+    case ParseResult::kOk: break;
+  }
+
+  return RunCommandGuarded([&]() -> int {
+    RevisitopReport report;
+    if (!ranks_path.empty()) {
+      if (ranks_layout != "db_by_q" && ranks_layout != "q_by_db") {
+        MEGALOC_THROW(InvalidArgument, "--ranks_layout must be db_by_q or q_by_db, got '"
+                                           << ranks_layout << "'");
+      }
+      std::string gnd = options.gnd_path;
+      if (gnd.empty()) {
+        if (options.dataset.empty() || options.data_root.empty()) {
+          MEGALOC_THROW(InvalidArgument,
+                        "--ranks_path needs --gnd_path (or --dataset and --data_root)");
+        }
+        gnd = JoinPaths(JoinPaths(JoinPaths(options.data_root, "datasets"), options.dataset),
+                        "gnd_" + options.dataset + ".pkl");
+      }
+      report = EvaluateRevisitopRanksFile(gnd, ranks_path, ranks_layout == "db_by_q");
+      if (!options.dataset.empty()) report.dataset = options.dataset;
+    } else {
+      const int presets = (resize_max > 0 ? 1 : 0) + (!resize.empty() ? 1 : 0) + (native ? 1 : 0);
+      if (presets > 1) {
+        MEGALOC_THROW(InvalidArgument, "give at most one of --resize_max, --resize, --native");
+      }
+      if (vm.count("resize_max")) {
+        if (resize_max <= 0) MEGALOC_THROW(InvalidArgument, "--resize_max must be > 0");
+        options.preprocessing.mode = ResizeMode::kResizeMax;
+        options.preprocessing.resize_max = resize_max;
+      } else if (!resize.empty()) {
+        if (resize.size() != 2 || resize[0] <= 0 || resize[1] <= 0) {
+          MEGALOC_THROW(InvalidArgument, "--resize takes two positive integers W H");
+        }
+        options.preprocessing.mode = ResizeMode::kFixed;
+        options.preprocessing.width = resize[0];
+        options.preprocessing.height = resize[1];
+      } else if (native) {
+        options.preprocessing.mode = ResizeMode::kNative;
+      }
+      if (options.dataset.empty()) MEGALOC_THROW(InvalidArgument, "--dataset is required");
+      if (options.dataset != "roxford5k" && options.dataset != "rparis6k") {
+        MEGALOC_THROW(InvalidArgument,
+                      "--dataset must be roxford5k or rparis6k, got '" << options.dataset << "'");
+      }
+      if (options.data_root.empty() && (options.gnd_path.empty() || options.image_dir.empty())) {
+        MEGALOC_THROW(InvalidArgument, "--data_root is required (or both --gnd_path and --image_dir)");
+      }
+      if (options.weights_path.empty() && options.descriptors_path.empty()) {
+        MEGALOC_THROW(InvalidArgument, "--weights_path is required (or a complete --descriptors cache)");
+      }
+      if (!options.r1m_dir.empty() && options.descriptors_path.empty()) {
+        MEGALOC_THROW(InvalidArgument, "--r1m needs --descriptors (1M descriptors do not fit in memory)");
+      }
+      options.progress = [](const std::string& message) {
+        std::cerr << "[revisitop_eval] " << message << std::endl;
+      };
+      report = RunRevisitopEvaluation(options);
+    }
+    std::cout << FormatRevisitopReport(report) << std::flush;
+    if (!output_path.empty()) {
+      WriteFileAtomically(output_path, RevisitopReportToJson(report).dump(1) + "\n");
+      std::cout << "Wrote " << output_path << std::endl;
+    }
+    return EXIT_SUCCESS;
+  });
 }
 
 }  // namespace megaloc

@@ -1,0 +1,523 @@
+#include "revisitop_eval/revisitop_eval.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <memory>
+#include <numeric>
+#include <sstream>
+#include <unordered_map>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "megaloc/eval/query_crop.h"
+#include "megaloc/io/descriptor_store.h"
+#include "megaloc/util/file_utils.h"
+#include "megaloc/util/logging.h"
+#include "megaloc/util/npy.h"
+#include "megaloc/util/sha256.h"
+#include "megaloc/util/string_utils.h"
+#include "megaloc/util/timer.h"
+
+namespace megaloc {
+namespace {
+
+constexpr const char* kQueryPrefix = "query_crop/";
+constexpr const char* kR1mPrefix = "revisitop1m/";
+constexpr const char* kSetupKeys[3] = {"easy", "medium", "hard"};
+
+void Progress(const RevisitopEvalOptions& options, const std::string& message) {
+  if (options.progress) options.progress(message);
+}
+
+// Decodes like the official pil_loader (Image.open(p).convert('RGB')) for the JPEGs of the
+// datasets: OpenCV/libjpeg, colour, EXIF orientation ignored. Returns interleaved RGB.
+cv::Mat DecodeRgb(const std::string& path) {
+  if (!FileExists(path)) MEGALOC_THROW(ImageError, path << ": no such image file");
+  const std::string bytes = ReadFileToString(path);
+  if (bytes.empty()) MEGALOC_THROW(ImageError, path << ": empty file (0 bytes)");
+  cv::Mat bgr;
+  try {
+    const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
+                         const_cast<char*>(bytes.data()));
+    bgr = cv::imdecode(buffer, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+  } catch (const cv::Exception& e) {
+    MEGALOC_THROW(ImageError, path << ": cannot decode image (" << e.what() << ")");
+  }
+  if (bgr.empty()) {
+    MEGALOC_THROW(ImageError, path << ": not a decodable image (unknown format or corrupt data)");
+  }
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  if (!rgb.isContinuous()) rgb = rgb.clone();
+  return rgb;
+}
+
+std::vector<std::string> ReadR1mList(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) MEGALOC_THROW(IoError, path << ": cannot open the R1M image list");
+  std::vector<std::string> names;
+  std::string line;
+  while (std::getline(in, line)) {
+    line = Trim(line);
+    if (!line.empty()) names.push_back(line);
+  }
+  if (names.empty()) MEGALOC_THROW(FormatError, path << ": the R1M image list is empty");
+  return names;
+}
+
+// One image to describe: its cache key, its file, and for queries the crop box.
+struct Item {
+  std::string key;
+  std::string path;
+  bool crop = false;
+  double bbx[4] = {0, 0, 0, 0};
+};
+
+// Descriptors either in memory or in the HDF5 cache.
+class DescriptorStoreView {
+ public:
+  explicit DescriptorStoreView(DescriptorFile* file) : file_(file) {}
+  bool Has(const std::string& key) const {
+    return file_ ? file_->Has(key) : memory_.count(key) > 0;
+  }
+  void Put(const std::string& key, const Eigen::VectorXf& d, int width, int height) {
+    if (file_) {
+      // float32: no float16 rounding in the evaluated scores (hloc reads float32 too).
+      file_->Write(key, d.data(), static_cast<int>(d.size()), width, height,
+                   DescriptorDtype::kFloat32);
+    } else {
+      memory_[key] = d;
+    }
+  }
+  // Rows for keys [begin, end).
+  DescriptorBlock Block(const std::vector<std::string>& keys, size_t begin, size_t end) const {
+    if (file_) {
+      DescriptorBlock block;
+      file_->ReadBlock(keys, begin, end, &block);
+      return block;
+    }
+    const int dim = static_cast<int>(memory_.at(keys[begin]).size());
+    DescriptorBlock block(static_cast<Eigen::Index>(end - begin), dim);
+    for (size_t i = begin; i < end; ++i) {
+      const Eigen::VectorXf& v = memory_.at(keys[i]);
+      MEGALOC_CHECK_EQ(static_cast<int>(v.size()), dim);
+      block.row(static_cast<Eigen::Index>(i - begin)) = v.transpose();
+    }
+    return block;
+  }
+  void Flush() {
+    if (file_) file_->Flush();
+  }
+
+ private:
+  DescriptorFile* file_;
+  std::unordered_map<std::string, Eigen::VectorXf> memory_;
+};
+
+// Checks (or records) the provenance attributes of the cache.
+void CheckCacheProvenance(DescriptorFile* file, const std::string& preprocessing,
+                          const std::string& weights_sha256) {
+  if (file->HasAttribute(kAttrPreprocessing)) {
+    const std::string stored = file->GetAttribute(kAttrPreprocessing);
+    if (stored != preprocessing) {
+      MEGALOC_THROW(InvalidArgument,
+                    file->Path() << ": the descriptor cache was computed with preprocessing '"
+                                 << stored << "', this run uses '" << preprocessing
+                                 << "'; use another --descriptors file");
+    }
+  } else if (file->IsWritable()) {
+    file->SetAttribute(kAttrPreprocessing, preprocessing);
+  }
+  if (!weights_sha256.empty()) {
+    if (file->HasAttribute(kAttrWeightsSha256)) {
+      const std::string stored = file->GetAttribute(kAttrWeightsSha256);
+      if (stored != weights_sha256) {
+        MEGALOC_THROW(InvalidArgument, file->Path()
+                                           << ": the descriptor cache was computed with other "
+                                              "weights (sha256 "
+                                           << stored << ", --weights_path has " << weights_sha256
+                                           << "); use another --descriptors file");
+      }
+    } else if (file->IsWritable()) {
+      file->SetAttribute(kAttrWeightsSha256, weights_sha256);
+    }
+  }
+}
+
+// Top-down ranking: indices sorted by descending score, ties by ascending index.
+std::vector<int64_t> RankScores(const std::vector<float>& scores) {
+  std::vector<int64_t> order(scores.size());
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::sort(order.begin(), order.end(), [&scores](int64_t a, int64_t b) {
+    if (scores[a] != scores[b]) return scores[a] > scores[b];
+    return a < b;
+  });
+  return order;
+}
+
+void WriteRanksOfficial(const std::string& path, const std::vector<std::vector<int64_t>>& ranks,
+                        int64_t num_rows) {
+  const auto nq = static_cast<int64_t>(ranks.size());
+  std::vector<int64_t> data(static_cast<size_t>(num_rows * nq));
+  for (int64_t q = 0; q < nq; ++q) {
+    for (int64_t r = 0; r < num_rows; ++r) data[r * nq + q] = ranks[q][r];
+  }
+  const std::string tmp = path + ".tmp";
+  WriteNpy(tmp, {num_rows, nq}, data.data());
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    MEGALOC_THROW(IoError, path << ": cannot write the ranks file");
+  }
+}
+
+// "gnd_roxford5k.pkl" -> "roxford5k".
+std::string DatasetNameFromGndPath(const std::string& path) {
+  std::string name = path.substr(path.find_last_of('/') == std::string::npos
+                                     ? 0
+                                     : path.find_last_of('/') + 1);
+  const size_t dot = name.find_last_of('.');
+  if (dot != std::string::npos && dot > 0) name = name.substr(0, dot);
+  if (StartsWith(name, "gnd_")) name = name.substr(4);
+  return name;
+}
+
+nlohmann::json Percent(double v) {
+  if (std::isnan(v)) return nullptr;
+  return v * 100.0;
+}
+
+}  // namespace
+
+PreprocessingOptions RevisitopDefaultPreprocessing() {
+  PreprocessingOptions p;
+  p.mode = ResizeMode::kFixed;
+  p.width = 322;
+  p.height = 322;
+  return p;
+}
+
+bool RevisitopEvalOptions::Check() const {
+  CHECK_OPTION(dataset == "roxford5k" || dataset == "rparis6k");
+  CHECK_OPTION(!data_root.empty() || (!gnd_path.empty() && !image_dir.empty()));
+  CHECK_OPTION(!weights_path.empty() || !descriptors_path.empty());
+  CHECK_OPTION(r1m_dir.empty() || !descriptors_path.empty());
+  CHECK_OPTION_GT(flush_every, 0);
+  CHECK_OPTION(preprocessing.Check());
+  return true;
+}
+
+RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
+  if (!options.Check()) {
+    MEGALOC_THROW(InvalidArgument, "invalid revisitop_eval options (see the log above)");
+  }
+  Timer total_timer;
+  const std::string dataset_dir = JoinPaths(JoinPaths(options.data_root, "datasets"), options.dataset);
+  const std::string gnd_path = options.gnd_path.empty()
+                                   ? JoinPaths(dataset_dir, "gnd_" + options.dataset + ".pkl")
+                                   : options.gnd_path;
+  const std::string image_dir =
+      options.image_dir.empty() ? JoinPaths(dataset_dir, "jpg") : options.image_dir;
+
+  RevisitopReport report;
+  report.dataset = options.dataset;
+  report.preprocessing = options.preprocessing.ToString();
+  report.gnd_path = gnd_path;
+  report.ranks_source = "dot product";
+
+  const RevisitopGroundTruth gt = ReadRevisitopGroundTruth(gnd_path);
+  report.num_database = static_cast<int64_t>(gt.imlist.size());
+  report.query_names = gt.qimlist;
+  Progress(options, gnd_path + ": " + std::to_string(gt.qimlist.size()) + " queries, " +
+                        std::to_string(gt.imlist.size()) + " database images");
+  if (!DirectoryExists(image_dir)) {
+    MEGALOC_THROW(IoError, image_dir << ": image directory not found (expected the official layout "
+                                        "<data_root>/datasets/<dataset>/jpg)");
+  }
+
+  // Items: queries (cropped), database, distractors.
+  std::vector<Item> queries(gt.qimlist.size());
+  for (size_t q = 0; q < gt.qimlist.size(); ++q) {
+    queries[q].key = kQueryPrefix + gt.qimlist[q] + ".jpg";
+    queries[q].path = JoinPaths(image_dir, gt.qimlist[q] + ".jpg");
+    queries[q].crop = true;
+    std::copy(gt.gnd[q].bbx, gt.gnd[q].bbx + 4, queries[q].bbx);
+    PilCropBox(queries[q].bbx);  // validate early
+  }
+  std::vector<Item> database;
+  database.reserve(gt.imlist.size());
+  for (const std::string& name : gt.imlist) {
+    database.push_back(Item{name + ".jpg", JoinPaths(image_dir, name + ".jpg")});
+  }
+  if (!options.r1m_dir.empty()) {
+    const std::vector<std::string> r1m =
+        ReadR1mList(JoinPaths(options.r1m_dir, "revisitop1m.txt"));
+    for (const std::string& entry : r1m) {
+      database.push_back(Item{kR1mPrefix + entry, JoinPaths(JoinPaths(options.r1m_dir, "jpg"), entry)});
+    }
+    report.num_distractors = static_cast<int64_t>(r1m.size());
+    Progress(options, "R1M: " + std::to_string(r1m.size()) + " distractors");
+  }
+
+  // Cache.
+  std::unique_ptr<DescriptorFile> file;
+  if (!options.descriptors_path.empty()) {
+    file = DescriptorFile::Open(options.descriptors_path, DescriptorFile::Mode::kAppend);
+  }
+  DescriptorStoreView store(file.get());
+  std::vector<const Item*> missing;
+  for (const auto* list : {&queries, &database}) {
+    for (const Item& item : *list) {
+      if (!store.Has(item.key)) missing.push_back(&item);
+    }
+  }
+  report.num_cached = static_cast<int64_t>(queries.size() + database.size() - missing.size());
+  std::string weights_sha;
+  if (!options.weights_path.empty() && (file || !missing.empty())) {
+    weights_sha = Sha256File(options.weights_path);
+  }
+  if (file) CheckCacheProvenance(file.get(), report.preprocessing, weights_sha);
+
+  // Extraction of whatever is missing.
+  Timer extraction_timer;
+  if (!missing.empty()) {
+    if (options.weights_path.empty()) {
+      MEGALOC_THROW(InvalidArgument, missing.size() << " descriptors are not in "
+                                                    << options.descriptors_path
+                                                    << " (first: " << missing.front()->key
+                                                    << "); pass --weights_path to compute them");
+    }
+    ModelOptions model_options = options.model;
+    model_options.weights_path = options.weights_path;
+    MegaLocModel model(model_options);
+    Progress(options, "extracting " + std::to_string(missing.size()) + " descriptors (" +
+                          report.preprocessing + ", device " + model.Info().device + ")");
+    int64_t since_flush = 0;
+    try {
+      for (size_t i = 0; i < missing.size(); ++i) {
+        const Item& item = *missing[i];
+        PreprocessedImage image;
+        if (item.crop) {
+          const cv::Mat rgb = DecodeRgb(item.path);
+          const PixelBox box = PilCropBox(item.bbx);
+          const std::vector<uint8_t> cropped =
+              CropRgb(rgb.ptr<uint8_t>(), rgb.cols, rgb.rows, box);
+          try {
+            image = PreprocessRgbImage(cropped.data(), static_cast<int>(box.Width()),
+                                       static_cast<int>(box.Height()), options.preprocessing);
+          } catch (const InvalidArgument& e) {
+            MEGALOC_THROW(ImageError, item.path << ": query crop: " << e.what());
+          }
+          image.original_width = rgb.cols;
+          image.original_height = rgb.rows;
+        } else {
+          image = LoadAndPreprocessImage(item.path, options.preprocessing);
+        }
+        if (!model.AcceptsSize(image.width, image.height)) {
+          MEGALOC_THROW(ImageError, item.path << ": " << (item.crop ? "cropped query " : "image ")
+                                              << image.width << "x" << image.height
+                                              << " is too small for the model");
+        }
+        const Eigen::VectorXf d = model.Extract(image);
+        store.Put(item.key, d, image.original_width, image.original_height);
+        ++report.num_extracted;
+        if (++since_flush >= options.flush_every) {
+          store.Flush();
+          since_flush = 0;
+        }
+        if ((i + 1) % 50 == 0 || i + 1 == missing.size()) {
+          std::ostringstream msg;
+          msg << "extracted " << (i + 1) << " / " << missing.size() << " ("
+              << std::fixed << std::setprecision(2)
+              << extraction_timer.ElapsedSeconds() / static_cast<double>(i + 1) << " s/image)";
+          Progress(options, msg.str());
+        }
+      }
+    } catch (...) {
+      store.Flush();  // keep what was computed
+      throw;
+    }
+    store.Flush();
+  }
+  report.extraction_seconds = extraction_timer.ElapsedSeconds();
+
+  // Scores and ranks: sim = Q . X^T, streamed over the database in blocks.
+  std::vector<std::string> query_keys, db_keys;
+  for (const Item& q : queries) query_keys.push_back(q.key);
+  for (const Item& d : database) db_keys.push_back(d.key);
+  const DescriptorBlock q_block = query_keys.empty() ? DescriptorBlock()
+                                                     : store.Block(query_keys, 0, query_keys.size());
+  const size_t n = db_keys.size();
+  std::vector<std::vector<float>> scores(query_keys.size(), std::vector<float>(n));
+  constexpr size_t kBlock = 4096;
+  for (size_t begin = 0; begin < n; begin += kBlock) {
+    const size_t end = std::min(n, begin + kBlock);
+    const DescriptorBlock x = store.Block(db_keys, begin, end);
+    if (x.cols() != q_block.cols()) {
+      MEGALOC_THROW(FormatError, "descriptor dimensions differ: queries " << q_block.cols()
+                                                                          << ", database "
+                                                                          << x.cols());
+    }
+    const Eigen::MatrixXf s = q_block * x.transpose();  // (n_q, block)
+    for (size_t q = 0; q < query_keys.size(); ++q) {
+      for (size_t j = begin; j < end; ++j) {
+        scores[q][j] = s(static_cast<Eigen::Index>(q), static_cast<Eigen::Index>(j - begin));
+      }
+    }
+  }
+  std::vector<std::vector<int64_t>> ranks(query_keys.size());
+  for (size_t q = 0; q < query_keys.size(); ++q) ranks[q] = RankScores(scores[q]);
+  scores.clear();
+
+  report.evaluation = EvaluateRevisitop(ranks, gt.gnd);
+  if (!options.ranks_output_path.empty()) {
+    WriteRanksOfficial(options.ranks_output_path, ranks, static_cast<int64_t>(n));
+  }
+  report.total_seconds = total_timer.ElapsedSeconds();
+  return report;
+}
+
+RevisitopReport EvaluateRevisitopRanksFile(const std::string& gnd_path,
+                                           const std::string& ranks_path,
+                                           bool layout_db_by_q) {
+  const RevisitopGroundTruth gt = ReadRevisitopGroundTruth(gnd_path);
+  const NpyArray array = ReadNpy(ranks_path);
+  if (array.shape.size() != 2) {
+    MEGALOC_THROW(FormatError, ranks_path << ": ranks must be a 2-D array, got "
+                                          << array.shape.size() << " dimensions");
+  }
+  if (array.dtype.empty() || (array.dtype[0] != 'i' && array.dtype[0] != 'u')) {
+    MEGALOC_THROW(FormatError, ranks_path << ": ranks must be integers, got dtype '" << array.dtype
+                                          << "'");
+  }
+  const int64_t nq = static_cast<int64_t>(gt.qimlist.size());
+  const int64_t query_axis = layout_db_by_q ? array.shape[1] : array.shape[0];
+  if (query_axis != nq) {
+    MEGALOC_THROW(FormatError, ranks_path << ": shape (" << array.shape[0] << ", " << array.shape[1]
+                                          << ") does not match " << nq << " queries in "
+                                          << gnd_path << " (expected layout "
+                                          << (layout_db_by_q ? "(n_db, n_q)" : "(n_q, n_db)")
+                                          << ")");
+  }
+  std::vector<std::vector<int64_t>> ranks;
+  const std::vector<int64_t> data = array.As<int64_t>();
+  if (layout_db_by_q) {
+    ranks = RanksFromOfficialLayout(data, array.shape[0], array.shape[1]);
+  } else {
+    ranks.resize(static_cast<size_t>(nq));
+    for (int64_t q = 0; q < nq; ++q) {
+      ranks[q].assign(data.begin() + q * array.shape[1], data.begin() + (q + 1) * array.shape[1]);
+    }
+  }
+  try {
+    CheckRevisitopRanks(ranks, -1);
+  } catch (const InvalidArgument& e) {
+    MEGALOC_THROW(FormatError, ranks_path << ": " << e.what());
+  }
+  RevisitopReport report;
+  report.dataset = DatasetNameFromGndPath(gnd_path);
+  report.preprocessing = "external ranks";
+  report.gnd_path = gnd_path;
+  report.ranks_source = ranks_path;
+  report.num_database = static_cast<int64_t>(gt.imlist.size());
+  int64_t max_id = -1;
+  for (const auto& list : ranks) {
+    for (const int64_t id : list) max_id = std::max(max_id, id);
+  }
+  report.num_distractors = std::max<int64_t>(0, max_id + 1 - report.num_database);
+  report.query_names = gt.qimlist;
+  report.evaluation = EvaluateRevisitop(ranks, gt.gnd);
+  return report;
+}
+
+nlohmann::json RevisitopReportToJson(const RevisitopReport& report) {
+  nlohmann::json j;
+  j["dataset"] = report.dataset;
+  j["preprocessing"] = report.preprocessing;
+  j["gnd_path"] = report.gnd_path;
+  j["ranks"] = report.ranks_source;
+  j["num_queries"] = report.query_names.size();
+  j["num_database"] = report.num_database;
+  j["num_distractors"] = report.num_distractors;
+  j["units"] = "percent";
+  const std::vector<int>& kappas = report.evaluation.setups[0].kappas;
+  j["kappas"] = kappas;
+  for (int s = 0; s < 3; ++s) {
+    const RevisitopMapResult& r = report.evaluation.setups[s];
+    const std::string key = kSetupKeys[s];
+    j["mAP"][key] = Percent(r.map);
+    j["nvalid"][key] = r.nvalid;
+    nlohmann::json mp = nlohmann::json::object();
+    nlohmann::json per_k = nlohmann::json::object();
+    for (size_t k = 0; k < kappas.size(); ++k) {
+      const std::string kk = std::to_string(kappas[k]);
+      mp[kk] = Percent(r.mean_precision_at_k[k]);
+      nlohmann::json column = nlohmann::json::array();
+      for (const auto& row : r.precision_at_k) column.push_back(Percent(row[k]));
+      per_k[kk] = column;
+    }
+    j["mP"][key] = mp;
+    nlohmann::json aps = nlohmann::json::array();
+    for (const double ap : r.aps) aps.push_back(Percent(ap));
+    j["ap_per_query"][key] = aps;
+    j["p_at_k_per_query"][key] = per_k;
+  }
+  j["queries"] = report.query_names;
+  if (report.ranks_source == "dot product") {
+    j["num_extracted"] = report.num_extracted;
+    j["num_cached"] = report.num_cached;
+    j["extraction_seconds"] = report.extraction_seconds;
+    j["total_seconds"] = report.total_seconds;
+  }
+  return j;
+}
+
+std::string FormatRevisitopReport(const RevisitopReport& report) {
+  const auto& e = report.evaluation;
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(2);
+  auto pct = [](double v) {
+    std::ostringstream s;
+    if (std::isnan(v)) {
+      s << "nan";
+    } else {
+      s << std::fixed << std::setprecision(2) << v * 100.0;
+    }
+    return s.str();
+  };
+  out << ">> " << report.dataset << ": mAP E: " << pct(e.setups[0].map)
+      << ", M: " << pct(e.setups[1].map) << ", H: " << pct(e.setups[2].map) << "\n";
+  out << ">> " << report.dataset << ": mP@k[";
+  const auto& kappas = e.setups[0].kappas;
+  for (size_t k = 0; k < kappas.size(); ++k) out << (k ? " " : "") << kappas[k];
+  out << "]";
+  const char* letters[3] = {"E", "M", "H"};
+  for (int s = 0; s < 3; ++s) {
+    out << (s ? ", " : " ") << letters[s] << ": [";
+    for (size_t k = 0; k < kappas.size(); ++k) {
+      out << (k ? " " : "") << pct(e.setups[s].mean_precision_at_k[k]);
+    }
+    out << "]";
+  }
+  out << "\n\n";
+  out << "setup    mAP     ";
+  for (const int k : kappas) out << "mP@" << std::left << std::setw(5) << k << std::right;
+  out << "nvalid\n";
+  for (int s = 0; s < 3; ++s) {
+    const auto& r = e.setups[s];
+    out << std::left << std::setw(8) << kSetupKeys[s] << std::right << std::setw(6)
+        << pct(r.map) << "   ";
+    for (size_t k = 0; k < kappas.size(); ++k) {
+      out << std::setw(6) << pct(r.mean_precision_at_k[k]) << "  ";
+    }
+    out << r.nvalid << "/" << report.query_names.size() << "\n";
+  }
+  out << "(" << report.num_database << " database images";
+  if (report.num_distractors > 0) out << " + " << report.num_distractors << " distractors";
+  out << ", preprocessing: " << report.preprocessing << ")\n";
+  return out.str();
+}
+
+}  // namespace megaloc
