@@ -249,6 +249,72 @@ TEST(Search, SelfExclusionByIdIsExact) {
   EXPECT_THROW(Search(x, x, options, &ids, nullptr), InvalidArgument);
 }
 
+TEST(Search, SymmetricSelfRetrievalMatchesGenericEngine) {
+  const DescriptorMatrix x = RandomUnitDescriptors(173, 40, 16);
+  std::vector<int64_t> ids(173);
+  for (int i = 0; i < 173; ++i) ids[i] = i;
+  const auto ref = BruteForce(x, x, 9, 0.0f, &ids, &ids);
+  MatrixDescriptorSource xm(x);
+  // One streamed source object for both sides -> symmetric engine; block caps force many blocks.
+  CallbackDescriptorSource streamed(x.rows(), 40, [&](int64_t b, int64_t n, float* out) {
+    xm.ReadRows(b, n, out);
+  });
+  for (int64_t cap : {0, 1, 16, 50, 1000}) {
+    SearchOptions options;
+    options.num_neighbors = 9;
+    options.max_query_block = cap;
+    SearchStats stats;
+    const SearchResult resident = Search(x, x, options, &ids, &ids, &stats);
+    SCOPED_TRACE(::testing::Message() << "cap " << cap);
+    ExpectMatchesReference(resident, ref, 9);
+    EXPECT_EQ(stats.query_block, stats.db_block);  // square blocks: the symmetric engine ran
+    const SearchResult stream = Search(streamed, streamed, options, &ids, &ids);
+    ExpectMatchesReference(stream, ref, 9);
+    options.symmetric = false;
+    const SearchResult generic = Search(streamed, streamed, options, &ids, &ids);
+    ExpectMatchesReference(generic, ref, 9);
+  }
+  // Tight budget: heaps of all queries + two blocks + the square similarity block.
+  SearchOptions tight;
+  tight.num_neighbors = 9;
+  tight.memory_limit = 173 * (9 * 16 + 8) + 2 * 4 * 40 * 4 + 4 * 4 * 4;
+  SearchStats stats;
+  ExpectMatchesReference(Search(streamed, streamed, tight, &ids, &ids, &stats), ref, 9);
+  EXPECT_LE(stats.working_bytes, tight.memory_limit);
+  EXPECT_GT(stats.num_db_passes, 10);
+  tight.memory_limit = 173 * (9 * 16 + 8);
+  EXPECT_THROW(Search(streamed, streamed, tight, &ids, &ids), InvalidArgument);
+  // Without ids the diagonal (each row itself) is a regular candidate, as in the generic engine.
+  SearchOptions options;
+  options.num_neighbors = 3;
+  options.max_query_block = 10;
+  const SearchResult with_self = Search(x, x, options);
+  ExpectMatchesReference(with_self, BruteForce(x, x, 3, 0.0f), 3);
+  for (int64_t i = 0; i < x.rows(); ++i) EXPECT_EQ(with_self.Label(i, 0), i);
+}
+
+TEST(Search, SymmetricTiesAreBrokenByRow) {
+  std::mt19937 rng(17);
+  std::uniform_int_distribution<int> pick(0, 2);
+  DescriptorMatrix x(45, 5);
+  for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = 0.5f * pick(rng);
+  std::vector<int64_t> ids(45);
+  for (int i = 0; i < 45; ++i) ids[i] = i;
+  const auto ref = BruteForce(x, x, 11, 0.0f, &ids, &ids);
+  for (int64_t cap : {0, 4, 7}) {
+    SearchOptions options;
+    options.num_neighbors = 11;
+    options.max_query_block = cap;
+    const SearchResult result = Search(x, x, options, &ids, &ids);
+    for (int64_t i = 0; i < x.rows(); ++i) {
+      ASSERT_EQ(result.NumValid(i), static_cast<int64_t>(ref[i].size()));
+      for (size_t r = 0; r < ref[i].size(); ++r) {
+        EXPECT_EQ(result.Label(i, r), ref[i][r].label) << "cap " << cap;
+      }
+    }
+  }
+}
+
 TEST(Search, ThreadCountDoesNotChangeResults) {
   const DescriptorMatrix q = RandomUnitDescriptors(300, 64, 10);
   const DescriptorMatrix db = RandomUnitDescriptors(700, 64, 11);

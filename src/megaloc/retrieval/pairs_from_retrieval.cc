@@ -157,7 +157,9 @@ std::vector<ScoredImagePair> RetrievePairs(const std::vector<std::string>& query
     q_perm = std::make_unique<PermutedSource>(queries, q_order);
     q_source = q_perm.get();
   }
-  if (!IsIdentity(db_order)) {
+  if (&queries == &db && query_names == db_names) {
+    db_source = q_source;  // self-retrieval: lets Search use the symmetric engine
+  } else if (!IsIdentity(db_order)) {
     db_perm = std::make_unique<PermutedSource>(db, db_order);
     db_source = db_perm.get();
   }
@@ -192,6 +194,9 @@ std::vector<ScoredImagePair> RetrievePairs(const std::vector<std::string>& query
                                                         << db.cols());
   const int dim = static_cast<int>(std::max<int64_t>(1, std::max(queries.cols(), db.cols())));
   MatrixDescriptorSource q(queries.data(), queries.rows(), dim);
+  if (queries.data() == db.data() && queries.rows() == db.rows()) {
+    return RetrievePairs(query_names, q, db_names, q, options, unique, stats);
+  }
   MatrixDescriptorSource d(db.data(), db.rows(), dim);
   return RetrievePairs(query_names, q, db_names, d, options, unique, stats);
 }
@@ -290,8 +295,12 @@ RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options) {
   stats.dim = query_names.empty() ? db.Dim() : queries.Dim();
   stats.list_seconds = total_timer.ElapsedSeconds();
 
-  out.pairs = RetrievePairs(query_names, queries, db_names, db, options.search, options.unique,
-                            &stats.search);
+  // SfM self-retrieval (same names from the same file): one source for both sides.
+  const bool self_retrieval =
+      query_names == db_names &&
+      std::all_of(db_index.begin(), db_index.end(), [&](int f) { return f == query_file; });
+  out.pairs = RetrievePairs(query_names, queries, db_names, self_retrieval ? queries : db,
+                            options.search, options.unique, &stats.search);
   stats.num_pairs = static_cast<int64_t>(out.pairs.size());
   std::set<std::string> with_pairs;
   for (const auto& p : out.pairs) with_pairs.insert(p.pair.name1);

@@ -23,6 +23,7 @@ namespace megaloc {
 namespace {
 
 constexpr int64_t kMinDbBlock = 1024;  // below this many columns per sgemm, prefer smaller query blocks
+constexpr int64_t kSymmetricMaxBlock = 1024;  // block rows of the self-retrieval engine
 
 struct Candidate {
   float score;
@@ -325,6 +326,139 @@ SearchResult ExactSearch(const DescriptorSource& queries,
   return result;
 }
 
+// Self-retrieval (queries and database are the same source, SfM mode): the similarity matrix is
+// symmetric, so only block pairs (I, J >= I) are multiplied; block (I, J) feeds the heaps of the
+// rows of I (row-wise) and of the rows of J (column-wise). About half the FLOPs of ExactSearch,
+// same results (the heap keeps the top-k of a strict total order, independent of insertion order).
+SearchResult SymmetricSearch(const DescriptorSource& x,
+                             const SearchOptions& options,
+                             const std::vector<int64_t>* ids,
+                             SearchStats* stats) {
+  Timer total_timer;
+  const int64_t n = x.NumRows();
+  const int dim = x.Dim();
+  SearchResult result;
+  result.num_queries = n;
+  result.k = std::min<int64_t>(options.num_neighbors, n);
+  const int64_t k = result.k;
+  result.labels.assign(n * k, -1);
+  result.scores.assign(n * k, -std::numeric_limits<float>::infinity());
+  SearchStats local_stats;
+  local_stats.num_queries = n;
+  local_stats.num_db = n;
+  if (n == 0) {
+    if (stats) *stats = local_stats;
+    return result;
+  }
+  const bool resident = x.ResidentRows(0) != nullptr;
+  const int64_t row_bytes = resident ? 0 : int64_t{4} * dim;
+  const int64_t heap_bytes = n * (k * static_cast<int64_t>(sizeof(Candidate)) + 8);
+  const int64_t budget = options.memory_limit - heap_bytes;
+  // Square blocks: two blocks of rows + one b x b similarity block; b capped at
+  // kSymmetricMaxBlock so that the skipped lower triangle is a large share of the matrix.
+  int64_t b = std::min<int64_t>(n, kSymmetricMaxBlock);
+  if (options.max_query_block > 0) b = std::min(b, options.max_query_block);
+  if (options.max_db_block > 0) b = std::min(b, options.max_db_block);
+  while (b > 1 && 2 * b * row_bytes + b * b * 4 > budget) b = b * 3 / 4;
+  MEGALOC_CHECK_MSG(budget > 0 && 2 * b * row_bytes + b * b * 4 <= budget,
+                    "memory_limit of " << options.memory_limit
+                                       << " bytes is too small for self-retrieval of " << n
+                                       << " descriptors of dimension " << dim << " with k = " << k
+                                       << " (the per-query heaps alone need " << heap_bytes
+                                       << " bytes)");
+  local_stats.query_block = b;
+  local_stats.db_block = b;
+  local_stats.working_bytes = heap_bytes + 2 * b * row_bytes + b * b * 4;
+  SetBlasThreads(options.num_threads);
+
+  std::vector<float> buffer_i(resident ? 0 : b * dim);
+  std::vector<float> buffer_j(resident ? 0 : b * dim);
+  std::vector<float> sims(b * b);
+  std::vector<Candidate> heaps(n * k);
+  std::vector<int64_t> heap_sizes(n, 0);
+  const float min_score = options.min_score;
+#ifdef _OPENMP
+  const int omp_threads = options.num_threads > 0 ? options.num_threads : omp_get_max_threads();
+#endif
+  auto excluded = [&](int64_t a, int64_t c) {
+    return ids != nullptr ? (*ids)[a] == (*ids)[c] : false;
+  };
+
+  for (int64_t i0 = 0; i0 < n; i0 += b) {
+    const int64_t ci = std::min(b, n - i0);
+    Timer read_timer;
+    const float* data_i = x.ResidentRows(i0);
+    if (data_i == nullptr) {
+      x.ReadRows(i0, ci, buffer_i.data());
+      data_i = buffer_i.data();
+    }
+    local_stats.read_seconds += read_timer.ElapsedSeconds();
+    ++local_stats.num_db_passes;
+    for (int64_t j0 = i0; j0 < n; j0 += b) {
+      const int64_t cj = std::min(b, n - j0);
+      read_timer.Restart();
+      const float* data_j = data_i;
+      if (j0 != i0) {
+        data_j = x.ResidentRows(j0);
+        if (data_j == nullptr) {
+          x.ReadRows(j0, cj, buffer_j.data());
+          data_j = buffer_j.data();
+        }
+      }
+      local_stats.read_seconds += read_timer.ElapsedSeconds();
+      Timer gemm_timer;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(ci),
+                  static_cast<int>(cj), dim, 1.0f, data_i, dim, data_j, dim, 0.0f, sims.data(),
+                  static_cast<int>(cj));
+      local_stats.gemm_seconds += gemm_timer.ElapsedSeconds();
+      Timer topk_timer;
+      // Rows of block I.
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(omp_threads) if (ci * cj > 65536)
+#endif
+      for (int64_t i = 0; i < ci; ++i) {
+        HeapRef heap{heaps.data() + (i0 + i) * k, heap_sizes.data() + (i0 + i), k};
+        const float* row = sims.data() + i * cj;
+        for (int64_t j = 0; j < cj; ++j) {
+          const float s = row[j];
+          if (!(s >= min_score)) continue;
+          if (*heap.size == k && s < heap.data[0].score) continue;
+          if (excluded(i0 + i, j0 + j)) continue;
+          heap.Push(Candidate{s, j0 + j});
+        }
+      }
+      // Rows of block J (the transposed block), off-diagonal block pairs only.
+      if (j0 != i0) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(omp_threads) if (ci * cj > 65536)
+#endif
+        for (int64_t j = 0; j < cj; ++j) {
+          HeapRef heap{heaps.data() + (j0 + j) * k, heap_sizes.data() + (j0 + j), k};
+          for (int64_t i = 0; i < ci; ++i) {
+            const float s = sims[i * cj + j];
+            if (!(s >= min_score)) continue;
+            if (*heap.size == k && s < heap.data[0].score) continue;
+            if (excluded(j0 + j, i0 + i)) continue;
+            heap.Push(Candidate{s, i0 + i});
+          }
+        }
+      }
+      local_stats.topk_seconds += topk_timer.ElapsedSeconds();
+    }
+  }
+  for (int64_t q = 0; q < n; ++q) {
+    Candidate* begin = heaps.data() + q * k;
+    std::sort(begin, begin + heap_sizes[q], Better);
+    for (int64_t r = 0; r < heap_sizes[q]; ++r) {
+      result.labels[q * k + r] = begin[r].label;
+      result.scores[q * k + r] = begin[r].score;
+    }
+  }
+  local_stats.total_seconds = total_timer.ElapsedSeconds();
+  if (stats) *stats = local_stats;
+  return result;
+}
+
 }  // namespace
 
 void ExactBlockSizes(int64_t num_queries,
@@ -358,6 +492,10 @@ SearchResult Search(const DescriptorSource& queries,
   }
   switch (options.backend) {
     case SearchBackend::kExact:
+      if (&queries == &db && options.symmetric &&
+          (query_ids == db_ids || (query_ids != nullptr && *query_ids == *db_ids))) {
+        return SymmetricSearch(queries, options, query_ids, stats);
+      }
       return ExactSearch(queries, db, options, query_ids, db_ids, stats);
     case SearchBackend::kFaissIvf:
     case SearchBackend::kFaissHnsw:
@@ -385,6 +523,9 @@ SearchResult Search(const DescriptorMatrix& queries,
                                                         << " but database descriptors "
                                                         << db.cols());
   MatrixDescriptorSource q(queries.data(), queries.rows(), std::max(dim, 1));
+  if (queries.data() == db.data() && queries.rows() == db.rows()) {
+    return Search(q, q, options, query_ids, db_ids, stats);  // self-retrieval
+  }
   MatrixDescriptorSource d(db.data(), db.rows(), std::max(dim, 1));
   return Search(q, d, options, query_ids, db_ids, stats);
 }

@@ -20,7 +20,8 @@
 //   Exact search (SearchBackend::kExact) streams query blocks x database blocks through one
 //   cblas_sgemm each and keeps a running top-k per query: the full nq x nb similarity matrix is never
 //   materialised, and peak memory is bounded by SearchOptions::memory_limit (plus the caller's own
-//   data and O(nq * k) for the results).
+//   data and O(nq * k) for the results). Self-retrieval (queries and database are the same source)
+//   multiplies only the upper block triangle of the symmetric similarity matrix.
 //
 // Databases larger than RAM: the database is a DescriptorSource that can be read block by block
 // (e.g. HdfDescriptorSource in pairs_from_retrieval.h reads float16/float32 hloc HDF5 files one block
@@ -122,6 +123,12 @@ struct SearchOptions {
   int num_threads = -1;
 
   SearchBackend backend = SearchBackend::kExact;
+
+  // Self-retrieval (SfM): when `queries` and `db` are the SAME DescriptorSource object (or the
+  // matrix overload gets the same matrix) and the ids are identical, compute only the upper block
+  // triangle of the symmetric similarity matrix (about half the FLOPs; heaps of all queries are kept
+  // at once: num_queries * (16 * k + 8) bytes, counted in memory_limit). Same results.
+  bool symmetric = true;
 
   // Optional cap on the block sizes of the exact engine (0 = derived from memory_limit only).
   // Mostly for tests and benchmarks.
