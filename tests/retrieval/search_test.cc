@@ -277,7 +277,7 @@ TEST(Search, SymmetricSelfRetrievalMatchesGenericEngine) {
   // Tight budget: heaps of all queries + two blocks + the square similarity block.
   SearchOptions tight;
   tight.num_neighbors = 9;
-  tight.memory_limit = 173 * (9 * 16 + 8) + 2 * 4 * 40 * 4 + 4 * 4 * 4;
+  tight.memory_limit = 173 * (9 * 16 + 8) + 2 * 4 * 40 * 4 + 4 * 4 * 8;
   SearchStats stats;
   ExpectMatchesReference(Search(streamed, streamed, tight, &ids, &ids, &stats), ref, 9);
   EXPECT_LE(stats.working_bytes, tight.memory_limit);

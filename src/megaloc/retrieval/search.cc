@@ -354,13 +354,13 @@ SearchResult SymmetricSearch(const DescriptorSource& x,
   const int64_t row_bytes = resident ? 0 : int64_t{4} * dim;
   const int64_t heap_bytes = n * (k * static_cast<int64_t>(sizeof(Candidate)) + 8);
   const int64_t budget = options.memory_limit - heap_bytes;
-  // Square blocks: two blocks of rows + one b x b similarity block; b capped at
+  // Square blocks: two blocks of rows + a b x b similarity block and its transpose; b capped at
   // kSymmetricMaxBlock so that the skipped lower triangle is a large share of the matrix.
   int64_t b = std::min<int64_t>(n, kSymmetricMaxBlock);
   if (options.max_query_block > 0) b = std::min(b, options.max_query_block);
   if (options.max_db_block > 0) b = std::min(b, options.max_db_block);
-  while (b > 1 && 2 * b * row_bytes + b * b * 4 > budget) b = b * 3 / 4;
-  MEGALOC_CHECK_MSG(budget > 0 && 2 * b * row_bytes + b * b * 4 <= budget,
+  while (b > 1 && 2 * b * row_bytes + b * b * 8 > budget) b = b * 3 / 4;
+  MEGALOC_CHECK_MSG(budget > 0 && 2 * b * row_bytes + b * b * 8 <= budget,
                     "memory_limit of " << options.memory_limit
                                        << " bytes is too small for self-retrieval of " << n
                                        << " descriptors of dimension " << dim << " with k = " << k
@@ -368,12 +368,13 @@ SearchResult SymmetricSearch(const DescriptorSource& x,
                                        << " bytes)");
   local_stats.query_block = b;
   local_stats.db_block = b;
-  local_stats.working_bytes = heap_bytes + 2 * b * row_bytes + b * b * 4;
+  local_stats.working_bytes = heap_bytes + 2 * b * row_bytes + b * b * 8;
   SetBlasThreads(options.num_threads);
 
   std::vector<float> buffer_i(resident ? 0 : b * dim);
   std::vector<float> buffer_j(resident ? 0 : b * dim);
   std::vector<float> sims(b * b);
+  std::vector<float> sims_t(b * b);
   std::vector<Candidate> heaps(n * k);
   std::vector<int64_t> heap_sizes(n, 0);
   const float min_score = options.min_score;
@@ -407,9 +408,18 @@ SearchResult SymmetricSearch(const DescriptorSource& x,
       }
       local_stats.read_seconds += read_timer.ElapsedSeconds();
       Timer gemm_timer;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(ci),
-                  static_cast<int>(cj), dim, 1.0f, data_i, dim, data_j, dim, 0.0f, sims.data(),
-                  static_cast<int>(cj));
+      if (j0 == i0) {
+        // Diagonal block: only its upper triangle (ssyrk), mirrored below.
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, static_cast<int>(ci), dim, 1.0f,
+                    data_i, dim, 0.0f, sims.data(), static_cast<int>(ci));
+        for (int64_t r = 1; r < ci; ++r) {
+          for (int64_t c = 0; c < r; ++c) sims[r * ci + c] = sims[c * ci + r];
+        }
+      } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(ci),
+                    static_cast<int>(cj), dim, 1.0f, data_i, dim, data_j, dim, 0.0f, sims.data(),
+                    static_cast<int>(cj));
+      }
       local_stats.gemm_seconds += gemm_timer.ElapsedSeconds();
       Timer topk_timer;
       // Rows of block I.
@@ -429,13 +439,28 @@ SearchResult SymmetricSearch(const DescriptorSource& x,
       }
       // Rows of block J (the transposed block), off-diagonal block pairs only.
       if (j0 != i0) {
+        // Cache-blocked transpose so that the column scans below are contiguous.
+        constexpr int64_t kTile = 32;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(omp_threads) if (ci * cj > 65536)
+#endif
+        for (int64_t jt = 0; jt < cj; jt += kTile) {
+          for (int64_t it = 0; it < ci; it += kTile) {
+            for (int64_t j = jt; j < std::min(jt + kTile, cj); ++j) {
+              for (int64_t i = it; i < std::min(it + kTile, ci); ++i) {
+                sims_t[j * ci + i] = sims[i * cj + j];
+              }
+            }
+          }
+        }
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(omp_threads) if (ci * cj > 65536)
 #endif
         for (int64_t j = 0; j < cj; ++j) {
           HeapRef heap{heaps.data() + (j0 + j) * k, heap_sizes.data() + (j0 + j), k};
+          const float* column = sims_t.data() + j * ci;
           for (int64_t i = 0; i < ci; ++i) {
-            const float s = sims[i * cj + j];
+            const float s = column[i];
             if (!(s >= min_score)) continue;
             if (*heap.size == k && s < heap.data[0].score) continue;
             if (excluded(j0 + j, i0 + i)) continue;
