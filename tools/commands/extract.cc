@@ -1,12 +1,209 @@
-// Placeholder until the subcommand lands.
+// `megaloc extract`: global descriptors of an image collection into an hloc-layout HDF5 file.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <iomanip>
 #include <iostream>
+#include <sstream>
+
+#include "megaloc/extraction/extraction.h"
+#include "megaloc/util/file_utils.h"
+#include "megaloc/util/logging.h"
+#include "megaloc/util/timer.h"
+#include "tools/option_manager.h"
 
 namespace megaloc {
+namespace {
+
+constexpr const char* kWeightsUrl =
+    "https://huggingface.co/gberton/MegaLoc/resolve/main/model.safetensors";
+
+// --weights_path, else $MEGALOC_WEIGHTS, else ~/.cache/megaloc/model.safetensors.
+std::string ResolveWeightsPath(const std::string& given) {
+  if (!given.empty()) return given;
+  const char* env = std::getenv("MEGALOC_WEIGHTS");
+  if (env != nullptr && *env != '\0') return env;
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && *home != '\0') {
+    const std::string cached = JoinPaths(JoinPaths(home, ".cache/megaloc"), "model.safetensors");
+    if (FileExists(cached)) return cached;
+  }
+  MEGALOC_THROW(InvalidArgument,
+                "no model weights: pass --weights_path FILE, set MEGALOC_WEIGHTS, or download "
+                "the official MegaLoc weights from "
+                    << kWeightsUrl << " to ~/.cache/megaloc/model.safetensors");
+}
+
+std::string FormatDuration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const long s = std::lround(seconds);
+  std::ostringstream out;
+  if (s >= 3600) out << s / 3600 << "h" << std::setw(2) << std::setfill('0') << (s % 3600) / 60 << "m";
+  else if (s >= 60) out << s / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
+  else out << s << "s";
+  return out.str();
+}
+
+// Progress display: a bar redrawn in place on a terminal, a plain line every 10 s otherwise.
+class ProgressPrinter {
+ public:
+  explicit ProgressPrinter(bool quiet) : quiet_(quiet), tty_(isatty(STDERR_FILENO) == 1) {}
+
+  void Update(const ExtractionProgress& p) {
+    if (quiet_ || p.num_total == 0) return;
+    const double rate = p.elapsed_seconds > 0 ? p.num_done / p.elapsed_seconds : 0;
+    const double eta = rate > 0 ? (p.num_total - p.num_done) / rate : NAN;
+    std::ostringstream line;
+    if (tty_) {
+      constexpr int kWidth = 30;
+      const int filled = static_cast<int>(kWidth * p.num_done / p.num_total);
+      line << "\r[" << std::string(filled, '=') << std::string(kWidth - filled, ' ') << "] "
+           << p.num_done << "/" << p.num_total << "  " << std::fixed << std::setprecision(2)
+           << rate << " img/s  ETA " << FormatDuration(eta);
+      if (p.num_failed > 0) line << "  (" << p.num_failed << " failed)";
+      line << "\033[K";
+      std::cerr << line.str() << std::flush;
+      drawn_ = true;
+      return;
+    }
+    if (p.num_done != p.num_total && last_print_.ElapsedSeconds() < 10) return;
+    last_print_.Restart();
+    line << "Extracted " << p.num_done << "/" << p.num_total << " images (" << std::fixed
+         << std::setprecision(2) << rate << " img/s, ETA " << FormatDuration(eta);
+    if (p.num_failed > 0) line << ", " << p.num_failed << " failed";
+    line << ")";
+    std::cerr << line.str() << std::endl;
+  }
+
+  // Prints a line without garbling the bar.
+  void Message(const std::string& text) {
+    if (tty_ && drawn_) std::cerr << "\r\033[K";
+    std::cerr << text << std::endl;
+  }
+
+  void Finish() {
+    if (tty_ && drawn_) std::cerr << std::endl;
+    drawn_ = false;
+  }
+
+ private:
+  bool quiet_;
+  bool tty_;
+  bool drawn_ = false;
+  Timer last_print_;
+};
+
+}  // namespace
 
 int RunExtract(int argc, char** argv) {
-  std::cerr << "ERROR: megaloc extract is not implemented yet" << std::endl;
-  return EXIT_FAILURE;
+  ExtractionOptions options;
+  std::string weights_path, shard, device = "cpu";
+  int resize_max = 1024, as_half = 1, num_threads = -1;
+  std::vector<int> resize;
+  bool native = false, quiet = false;
+  po::options_description desc("Options");
+  desc.add_options()
+      ("image_path", po::value<std::string>(&options.image_path)->required(),
+       "Root directory of the images; names are paths relative to it.")
+      ("output_path", po::value<std::string>(&options.output_path)->required(),
+       "Output HDF5 file (hloc layout); created, or appended to (images already in it are skipped).")
+      ("weights_path", po::value<std::string>(&weights_path),
+       "MegaLoc checkpoint (model.safetensors or megaloc.torch). Default: $MEGALOC_WEIGHTS, then "
+       "~/.cache/megaloc/model.safetensors.")
+      ("image_list", po::value<std::string>(&options.image_list_path),
+       "File with the image names to process (first token per line, '#' comments).")
+      ("resize_max", po::value<int>(&resize_max)->default_value(1024),
+       "Downscale so the longest side is at most this (hloc's megaloc conf; never upscales).")
+      ("resize", po::value<std::vector<int>>(&resize)->multitoken(),
+       "Resize every image to W H (e.g. 322 322, the paper's evaluation size).")
+      ("native", po::bool_switch(&native), "No resize (the authors' default path).")
+      ("as_half", po::value<int>(&as_half)->default_value(1),
+       "1: store float16 (hloc's default), 0: float32.")
+      ("batch_size", po::value<int>(&options.batch_size)->default_value(1),
+       "Images per forward pass (only images of equal preprocessed size are batched).")
+      ("num_threads", po::value<int>(&num_threads)->default_value(-1),
+       "CPU threads of the network (-1: all cores).")
+      ("num_workers", po::value<int>(&options.num_workers)->default_value(2),
+       "Image decoding threads.")
+      ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu, cuda, cuda:N or auto.")
+      ("overwrite", po::bool_switch(&options.overwrite),
+       "Recompute images already in the output (a file made with other settings is replaced).")
+      ("shard", po::value<std::string>(&shard), "Process only shard K/N (by hash of the name).")
+      ("quiet", po::bool_switch(&quiet), "No progress output (errors are still printed).");
+  po::variables_map vm;
+  switch (ParseCommandLine("extract",
+                           "Computes MegaLoc global descriptors of every image under --image_path "
+                           "and writes them to --output_path in hloc's HDF5 layout.",
+                           desc, argc, argv, &vm)) {
+    case ParseResult::kHelp: return EXIT_SUCCESS;
+    case ParseResult::kError: return EXIT_FAILURE;
+    case ParseResult::kOk: break;
+  }
+  return RunCommandGuarded([&]() -> int {
+    const int num_resize_modes =
+        (!vm["resize_max"].defaulted() ? 1 : 0) + (vm.count("resize") ? 1 : 0) + (native ? 1 : 0);
+    if (num_resize_modes > 1) {
+      MEGALOC_THROW(InvalidArgument, "use only one of --resize_max, --resize W H and --native");
+    }
+    if (vm.count("resize")) {
+      if (resize.size() != 2 || resize[0] <= 0 || resize[1] <= 0) {
+        MEGALOC_THROW(InvalidArgument, "--resize expects two positive integers W H");
+      }
+      options.preprocessing.mode = ResizeMode::kFixed;
+      options.preprocessing.width = resize[0];
+      options.preprocessing.height = resize[1];
+    } else if (native) {
+      options.preprocessing.mode = ResizeMode::kNative;
+    } else {
+      if (resize_max <= 0) MEGALOC_THROW(InvalidArgument, "--resize_max must be positive");
+      options.preprocessing.mode = ResizeMode::kResizeMax;
+      options.preprocessing.resize_max = resize_max;
+    }
+    if (as_half != 0 && as_half != 1) MEGALOC_THROW(InvalidArgument, "--as_half expects 1 or 0");
+    options.dtype = as_half ? DescriptorDtype::kFloat16 : DescriptorDtype::kFloat32;
+    if (options.batch_size < 1) MEGALOC_THROW(InvalidArgument, "--batch_size must be >= 1");
+    if (options.num_workers < 1) MEGALOC_THROW(InvalidArgument, "--num_workers must be >= 1");
+    if (!shard.empty()) ParseShard(shard, &options.shard_index, &options.num_shards);
+    options.model.weights_path = ResolveWeightsPath(weights_path);
+    options.model.device = device;
+    options.model.num_threads = num_threads;
+
+    ProgressPrinter printer(quiet);
+    options.progress_callback = [&](const ExtractionProgress& p) { printer.Update(p); };
+    options.failure_callback = [&](const ImageFailure& f) { printer.Message("ERROR: " + f.reason); };
+    const ExtractionStats stats = RunExtraction(options);
+    printer.Finish();
+
+    if (!quiet) {
+      std::ostringstream summary;
+      if (stats.replaced_existing_file) {
+        summary << "Replaced the content of " << options.output_path
+                << " (it was made with other settings).\n";
+      }
+      if (stats.num_extracted + stats.num_failed == 0) {
+        summary << "All " << stats.num_images << " images are already in " << options.output_path
+                << "; nothing to do (--overwrite recomputes them).";
+      } else {
+        summary << "Extracted " << stats.num_extracted << " of " << stats.num_images << " images";
+        if (stats.num_skipped_existing > 0) {
+          summary << " (" << stats.num_skipped_existing << " already in the file)";
+        }
+        summary << " in " << FormatDuration(stats.seconds) << " (" << std::fixed
+                << std::setprecision(2) << stats.images_per_second << " img/s, peak RSS "
+                << stats.peak_rss_bytes / (1024 * 1024) << " MiB) -> " << options.output_path;
+      }
+      std::cerr << summary.str() << std::endl;
+    }
+    if (stats.num_failed > 0) {
+      std::cerr << "ERROR: " << stats.num_failed << " of " << stats.num_images
+                << " images could not be processed (listed above); the others were written to "
+                << options.output_path << std::endl;
+      return EXIT_FAILURE;
+    }
+    return EXIT_SUCCESS;
+  });
 }
 
 }  // namespace megaloc

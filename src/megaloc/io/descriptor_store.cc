@@ -634,6 +634,13 @@ void DescriptorFile::SetAttribute(const std::string& key, const std::string& val
   }
 }
 
+void DescriptorFile::DeleteAttribute(const std::string& key) {
+  if (!IsWritable()) MEGALOC_THROW(InvalidArgument, path_ << ": opened read-only, cannot delete attribute '" << key << "'");
+  if (HasAttribute(key) && H5Adelete(file_id_, key.c_str()) < 0) {
+    MEGALOC_THROW(IoError, path_ << ": cannot delete attribute '" << key << "'");
+  }
+}
+
 std::map<std::string, std::string> DescriptorFile::Attributes() const {
   std::vector<std::string> keys;
   hsize_t index = 0;

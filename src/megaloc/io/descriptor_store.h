@@ -131,6 +131,8 @@ class DescriptorFile {
   std::string GetAttribute(const std::string& key) const;
   // Replaces the value (writers only).
   void SetAttribute(const std::string& key, const std::string& value);
+  // Removes the attribute if present (writers only).
+  void DeleteAttribute(const std::string& key);
   // All root attributes as text.
   std::map<std::string, std::string> Attributes() const;
 

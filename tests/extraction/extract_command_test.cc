@@ -1,0 +1,166 @@
+// Runs the real `megaloc extract` / `megaloc merge` executables.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "megaloc/io/descriptor_store.h"
+#include "megaloc/util/file_utils.h"
+#include "tests/common/testing.h"
+#include "tests/extraction/test_images.h"
+
+namespace megaloc {
+namespace {
+
+using ::megaloc::testing::MegalocExecutable;
+using ::megaloc::testing::RunShell;
+using ::megaloc::testing::TempDir;
+using ::megaloc::testing::TinyWeightsPath;
+using ::megaloc::testing::WriteSceneImage;
+
+std::map<std::string, Eigen::VectorXf> ReadAll(const std::string& path) {
+  auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kRead);
+  std::map<std::string, Eigen::VectorXf> out;
+  for (const std::string& name : file->ListNames()) out[name] = file->Read(name);
+  return out;
+}
+
+std::string ExtractCommand(const std::string& root, const std::string& output) {
+  return MegalocExecutable() + " extract --image_path " + root + " --output_path " + output +
+         " --weights_path " + TinyWeightsPath() + " --num_threads 1 --num_workers 1 --resize_max 112";
+}
+
+// kill -9 in the middle of a run leaves a readable file with the finished batches; a rerun
+// computes only the rest, and the result equals an uninterrupted run.
+TEST(ExtractCommand, KillAndResume) {
+  ASSERT_TRUE(FileExists(MegalocExecutable())) << MegalocExecutable();
+  const std::string root = TempDir();
+  const int kNumImages = 60;
+  for (int i = 0; i < kNumImages; ++i) {
+    WriteSceneImage(root, "seq" + std::to_string(i % 3) + "/img" + std::to_string(100 + i) + ".png",
+                    160, 120, i);
+  }
+  const std::string dir = TempDir();
+  const std::string reference = JoinPaths(dir, "reference.h5");
+  const auto reference_start = std::chrono::steady_clock::now();
+  ASSERT_EQ(RunShell(ExtractCommand(root, reference) + " --quiet"), 0);
+  const double reference_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - reference_start).count();
+  ASSERT_EQ(ReadAll(reference).size(), static_cast<size_t>(kNumImages));
+
+  // Kill at a fraction of the uninterrupted run time; retry with another delay if the kill came
+  // before the first batch or after the end (machine load varies).
+  const std::string output = JoinPaths(dir, "killed.h5");
+  double fraction = 0.6;
+  size_t num_partial = 0;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    std::remove(output.c_str());
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      execl("/bin/sh", "sh", "-c", ("exec " + ExtractCommand(root, output) + " --quiet").c_str(),
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(fraction * reference_seconds));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFSIGNALED(status)) {  // finished before the kill
+      fraction *= 0.6;
+      continue;
+    }
+    num_partial = FileExists(output) ? ReadAll(output).size() : 0;
+    if (num_partial > 0 && num_partial < static_cast<size_t>(kNumImages)) break;
+    fraction = num_partial == 0 ? fraction * 1.3 : fraction * 0.7;
+  }
+  ASSERT_GT(num_partial, 0u) << "never killed mid-run";
+  ASSERT_LT(num_partial, static_cast<size_t>(kNumImages));
+
+  // The interrupted file opens and every listed image is complete and correct.
+  const auto partial = ReadAll(output);
+  const auto expected = ReadAll(reference);
+  EXPECT_GT(partial.size(), 0u);
+  EXPECT_LT(partial.size(), static_cast<size_t>(kNumImages));
+  for (const auto& [name, descriptor] : partial) EXPECT_EQ(descriptor, expected.at(name)) << name;
+
+  // Resume: only the rest is computed.
+  const std::string log = JoinPaths(dir, "resume.log");
+  ASSERT_EQ(RunShell(ExtractCommand(root, output) + " 2> " + log), 0) << ReadFileToString(log);
+  const std::string text = ReadFileToString(log);
+  EXPECT_NE(text.find("Extracted " + std::to_string(kNumImages - partial.size()) + " of " +
+                      std::to_string(kNumImages) + " images (" + std::to_string(partial.size()) +
+                      " already in the file)"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(ReadAll(output), expected);
+  // And a third run has nothing to do.
+  ASSERT_EQ(RunShell(ExtractCommand(root, output) + " 2> " + log), 0);
+  EXPECT_NE(ReadFileToString(log).find("nothing to do"), std::string::npos) << ReadFileToString(log);
+}
+
+TEST(ExtractCommand, ExitCodesAndMessages) {
+  ASSERT_TRUE(FileExists(MegalocExecutable()));
+  const std::string root = TempDir();
+  WriteSceneImage(root, "good.png", 96, 80, 1);
+  WriteFileAtomically(JoinPaths(root, "broken.jpg"), "not a jpeg");
+  const std::string dir = TempDir();
+  const std::string log = JoinPaths(dir, "log.txt");
+  const std::string output = JoinPaths(dir, "feats.h5");
+  // A bad image: non-zero exit, one line naming it, the good image still written.
+  EXPECT_NE(RunShell(ExtractCommand(root, output) + " 2> " + log), 0);
+  std::string text = ReadFileToString(log);
+  EXPECT_NE(text.find("ERROR: "), std::string::npos) << text;
+  EXPECT_NE(text.find("broken.jpg"), std::string::npos) << text;
+  EXPECT_NE(text.find("1 of 2 images could not be processed"), std::string::npos) << text;
+  EXPECT_EQ(ReadAll(output).size(), 1u);
+
+  // Missing weights: a clear error with the download URL.
+  const std::string env = "env -u MEGALOC_WEIGHTS HOME=" + dir + " ";
+  EXPECT_NE(RunShell(env + MegalocExecutable() + " extract --image_path " + root +
+                     " --output_path " + JoinPaths(dir, "x.h5") + " 2> " + log),
+            0);
+  text = ReadFileToString(log);
+  EXPECT_NE(text.find("huggingface.co/gberton/MegaLoc"), std::string::npos) << text;
+  // $MEGALOC_WEIGHTS is used when --weights_path is absent.
+  std::remove(JoinPaths(root, "broken.jpg").c_str());
+  for (int k = 1; k <= 2; ++k) WriteSceneImage(root, "more" + std::to_string(k) + ".png", 84, 84, 10 + k);
+  const std::string all = JoinPaths(dir, "all.h5");
+  EXPECT_EQ(RunShell("MEGALOC_WEIGHTS=" + TinyWeightsPath() + " " + MegalocExecutable() +
+                     " extract --quiet --num_threads 1 --resize_max 112 --image_path " + root +
+                     " --output_path " + all + " 2> " + log),
+            0)
+      << ReadFileToString(log);
+  EXPECT_EQ(ReadAll(all).size(), 3u);
+  // Conflicting resize options; non-HDF5 output.
+  EXPECT_NE(RunShell(ExtractCommand(root, JoinPaths(dir, "y.h5")) + " --native 2> " + log), 0);
+  EXPECT_NE(ReadFileToString(log).find("only one of"), std::string::npos);
+  WriteFileAtomically(JoinPaths(dir, "text.h5"), "hello");
+  EXPECT_NE(RunShell(ExtractCommand(root, JoinPaths(dir, "text.h5")) + " 2> " + log), 0);
+  EXPECT_NE(ReadFileToString(log).find("not an HDF5 file"), std::string::npos) << ReadFileToString(log);
+
+  // Shards + merge on the command line equal a single run.
+  std::string shards;
+  for (int k = 1; k <= 2; ++k) {
+    const std::string shard = JoinPaths(dir, "s" + std::to_string(k) + ".h5");
+    ASSERT_EQ(RunShell(ExtractCommand(root, shard) + " --quiet --shard " + std::to_string(k) + "/2"), 0);
+    shards += " " + shard;
+  }
+  ASSERT_EQ(RunShell(MegalocExecutable() + " merge --quiet --input_paths" + shards +
+                     " --output_path " + JoinPaths(dir, "merged.h5")),
+            0);
+  EXPECT_EQ(ReadAll(JoinPaths(dir, "merged.h5")), ReadAll(all));
+  EXPECT_NE(RunShell(MegalocExecutable() + " merge --input_paths " + JoinPaths(dir, "missing.h5") +
+                     " --output_path " + JoinPaths(dir, "m2.h5") + " 2> " + log),
+            0);
+  EXPECT_NE(ReadFileToString(log).find("missing.h5"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace megaloc
