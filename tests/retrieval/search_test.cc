@@ -277,13 +277,18 @@ TEST(Search, SymmetricSelfRetrievalMatchesGenericEngine) {
   // Tight budget: heaps of all queries + two blocks + the square similarity block.
   SearchOptions tight;
   tight.num_neighbors = 9;
-  tight.memory_limit = 173 * (9 * 16 + 8) + 2 * 4 * 40 * 4 + 4 * 4 * 8;
+  tight.memory_limit = 2 * 173 * (9 * 16 + 8);
   SearchStats stats;
   ExpectMatchesReference(Search(streamed, streamed, tight, &ids, &ids, &stats), ref, 9);
   EXPECT_LE(stats.working_bytes, tight.memory_limit);
-  EXPECT_GT(stats.num_db_passes, 10);
-  tight.memory_limit = 173 * (9 * 16 + 8);
-  EXPECT_THROW(Search(streamed, streamed, tight, &ids, &ids), InvalidArgument);
+  EXPECT_EQ(stats.query_block, stats.db_block);  // still the symmetric engine
+  EXPECT_LT(stats.query_block, 60);
+  EXPECT_GT(stats.num_db_passes, 2);
+  // Heaps above half the budget: the generic (query-blocked) engine takes over.
+  tight.memory_limit = 173 * (9 * 16 + 8) + 1000;
+  ExpectMatchesReference(Search(streamed, streamed, tight, &ids, &ids, &stats), ref, 9);
+  EXPECT_LE(stats.working_bytes, tight.memory_limit);
+  EXPECT_LT(stats.query_block, 173);
   // Without ids the diagonal (each row itself) is a regular candidate, as in the generic engine.
   SearchOptions options;
   options.num_neighbors = 3;

@@ -517,7 +517,11 @@ SearchResult Search(const DescriptorSource& queries,
   }
   switch (options.backend) {
     case SearchBackend::kExact:
+      // The symmetric engine keeps the heaps of all queries; beyond half the budget, block queries.
       if (&queries == &db && options.symmetric &&
+          queries.NumRows() * (std::min<int64_t>(options.num_neighbors, db.NumRows()) *
+                                   static_cast<int64_t>(sizeof(Candidate)) + 8) <=
+              options.memory_limit / 2 &&
           (query_ids == db_ids || (query_ids != nullptr && *query_ids == *db_ids))) {
         return SymmetricSearch(queries, options, query_ids, stats);
       }

@@ -127,7 +127,8 @@ struct SearchOptions {
   // Self-retrieval (SfM): when `queries` and `db` are the SAME DescriptorSource object (or the
   // matrix overload gets the same matrix) and the ids are identical, compute only the upper block
   // triangle of the symmetric similarity matrix (about half the FLOPs; heaps of all queries are kept
-  // at once: num_queries * (16 * k + 8) bytes, counted in memory_limit). Same results.
+  // at once: num_queries * (16 * k + 8) bytes, counted in memory_limit; when that exceeds half of
+  // memory_limit the generic engine is used). Same results.
   bool symmetric = true;
 
   // Optional cap on the block sizes of the exact engine (0 = derived from memory_limit only).
