@@ -69,6 +69,14 @@ struct PreprocessedImage {
 PreprocessedImage LoadAndPreprocessImage(const std::string& path,
                                          const PreprocessingOptions& options);
 
+// Decodes an image file to interleaved 8-bit RGB (height * width * 3 bytes) with the semantics of
+// PIL `Image.open(p).convert("RGB")`: no EXIF rotation, grey replicated, alpha dropped, palette
+// expanded, 16-bit RGB(A) -> high byte, 16-bit grey -> min(v, 255). With `hloc_decoding`, decodes as
+// hloc does instead (cv2.imread IMREAD_COLOR | IMREAD_IGNORE_ORIENTATION, BGR -> RGB; 16-bit grey
+// -> high byte). Throws ImageError naming the file and the reason.
+void ReadRgbImage(const std::string& path, bool hloc_decoding, std::vector<uint8_t>* rgb,
+                  int* width, int* height);
+
 // Preprocesses an already decoded interleaved 8-bit RGB image (height * width * 3 bytes).
 PreprocessedImage PreprocessRgbImage(const uint8_t* rgb,
                                      int width,

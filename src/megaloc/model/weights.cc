@@ -18,6 +18,7 @@
 
 #include "megaloc/model/megaloc_net.h"
 #include "megaloc/util/logging.h"
+#include "megaloc/util/sha256.h"
 
 namespace megaloc {
 
@@ -913,6 +914,24 @@ void LoadStateDictStrict(MegaLocNetImpl& net, const TensorMap& canonical,
   for (auto& item : parameters) {
     item.value().copy_(canonical.at(item.key()));
   }
+}
+
+ConversionStats ConvertMegaLocCheckpoint(const std::string& input_path,
+                                         const std::string& output_path, int num_heads) {
+  ConversionStats stats;
+  const TensorMap canonical =
+      CanonicalizeMegaLocKeys(ReadTensorFile(input_path, &stats.input_format), input_path);
+  if (num_heads <= 0) num_heads = ReadNumHeadsFromConfigJson(input_path);
+  const NetConfig config = InferNetConfig(canonical, num_heads);
+  MegaLocNet net(config);
+  LoadStateDictStrict(*net, canonical, input_path);
+  const TensorMap state = NetStateDict(*net);
+  WriteSafetensors(output_path, state);
+  stats.num_tensors = static_cast<int64_t>(state.size());
+  stats.num_parameters = CountParameters(*net);
+  stats.architecture = config.ToString();
+  stats.output_sha256 = Sha256File(output_path);
+  return stats;
 }
 
 }  // namespace megaloc

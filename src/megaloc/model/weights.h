@@ -91,4 +91,20 @@ TensorMap NetStateDict(MegaLocNetImpl& net);
 void LoadStateDictStrict(MegaLocNetImpl& net, const TensorMap& canonical,
                          const std::string& path);
 
+// What ConvertMegaLocCheckpoint did.
+struct ConversionStats {
+  WeightsFormat input_format = WeightsFormat::kSafetensors;
+  int64_t num_tensors = 0;      // written (v2 keys)
+  int64_t num_parameters = 0;   // elements
+  std::string architecture;     // NetConfig::ToString()
+  std::string output_sha256;
+};
+
+// Reads a MegaLoc checkpoint in any supported form (v1 .torch, v2 safetensors, `module.` prefixed),
+// validates it with the strict loader (num_heads as for MegaLocModel: > 0, else config.json
+// beside the input, else embed_dim / 64) and writes it as float32 safetensors with the v2 key
+// names. Throws FormatError / IoError naming the file.
+ConversionStats ConvertMegaLocCheckpoint(const std::string& input_path,
+                                         const std::string& output_path, int num_heads = -1);
+
 }  // namespace megaloc

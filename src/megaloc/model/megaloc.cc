@@ -1,0 +1,189 @@
+// MegaLocModel (megaloc.h): checkpoint loading, device/thread selection and batched inference.
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <thread>
+
+#include "megaloc/model/megaloc.h"
+#include "megaloc/model/megaloc_net.h"
+#include "megaloc/model/weights.h"
+#include "megaloc/util/logging.h"
+#include "megaloc/util/sha256.h"
+
+namespace megaloc {
+
+namespace {
+
+bool IsValidDevice(const std::string& device) {
+  if (device == "cpu" || device == "cuda" || device == "auto") return true;
+  if (device.rfind("cuda:", 0) != 0 || device.size() == 5) return false;
+  for (size_t i = 5; i < device.size(); ++i) {
+    if (device[i] < '0' || device[i] > '9') return false;
+  }
+  return true;
+}
+
+torch::Device ResolveDevice(const std::string& device) {
+  if (device == "cpu") return torch::Device(torch::kCPU);
+  if (device == "auto") {
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  }
+  if (!torch::cuda::is_available()) {
+    MEGALOC_THROW(InvalidArgument, "device '" << device
+                                              << "' requested but CUDA is not available (this "
+                                                 "LibTorch build or machine has no CUDA device)");
+  }
+  const int index = device == "cuda" ? 0 : std::stoi(device.substr(5));
+  if (index >= static_cast<int>(torch::cuda::device_count())) {
+    MEGALOC_THROW(InvalidArgument, "device '" << device << "' does not exist ("
+                                              << torch::cuda::device_count()
+                                              << " CUDA devices)");
+  }
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+}  // namespace
+
+void ModelInputSize(int width, int height, int* model_width, int* model_height) {
+  if (width % 14 != 0 || height % 14 != 0) {
+    *model_width = static_cast<int>(RoundToMultiple(width, 14));
+    *model_height = static_cast<int>(RoundToMultiple(height, 14));
+  } else {
+    *model_width = width;
+    *model_height = height;
+  }
+}
+
+bool ModelOptions::Check() const {
+  CHECK_OPTION(!weights_path.empty());
+  CHECK_OPTION(num_heads == -1 || num_heads > 0);
+  CHECK_OPTION(num_threads == -1 || num_threads > 0);
+  CHECK_OPTION(IsValidDevice(device));
+  return true;
+}
+
+MegaLocModel::MegaLocModel(const ModelOptions& options) : impl_(std::make_unique<Impl>()) {
+  if (!options.Check()) {
+    MEGALOC_THROW(InvalidArgument, "invalid model options (weights_path='"
+                                       << options.weights_path << "', device='" << options.device
+                                       << "', num_threads=" << options.num_threads
+                                       << ", num_heads=" << options.num_heads << ")");
+  }
+  impl_->options = options;
+  const int threads = options.num_threads > 0
+                          ? options.num_threads
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+  impl_->device = ResolveDevice(options.device);
+
+  const std::string& path = options.weights_path;
+  WeightsFormat format = WeightsFormat::kSafetensors;
+  const TensorMap canonical = CanonicalizeMegaLocKeys(ReadTensorFile(path, &format), path);
+  int num_heads = options.num_heads;
+  if (num_heads <= 0) num_heads = ReadNumHeadsFromConfigJson(path);
+  impl_->config = InferNetConfig(canonical, num_heads);
+  if (impl_->config.embed_dim % impl_->config.num_heads != 0) {
+    MEGALOC_THROW(FormatError, path << ": embed_dim " << impl_->config.embed_dim
+                                    << " is not divisible by num_heads "
+                                    << impl_->config.num_heads);
+  }
+  {
+    torch::NoGradGuard no_grad;
+    impl_->net = MegaLocNet(impl_->config);
+    LoadStateDictStrict(*impl_->net, canonical, path);
+    impl_->net->eval();
+    impl_->net->to(impl_->device);
+  }
+
+  ModelInfo& info = impl_->info;
+  const NetConfig& config = impl_->config;
+  info.embed_dim = static_cast<int>(config.embed_dim);
+  info.depth = static_cast<int>(config.depth);
+  info.num_heads = static_cast<int>(config.num_heads);
+  info.patch_size = static_cast<int>(config.patch_size);
+  info.pos_embed_grid = static_cast<int>(config.pos_embed_grid);
+  info.num_clusters = static_cast<int>(config.num_clusters);
+  info.cluster_dim = static_cast<int>(config.cluster_dim);
+  info.token_dim = static_cast<int>(config.token_dim);
+  info.salad_dim = static_cast<int>(config.SaladDim());
+  info.descriptor_dim = static_cast<int>(config.descriptor_dim);
+  info.num_parameters = CountParameters(*impl_->net);
+  info.weights_format = WeightsFormatName(format);
+  info.weights_sha256 = Sha256File(path);
+  info.device = impl_->device.str();
+}
+
+MegaLocModel::~MegaLocModel() = default;
+
+const ModelInfo& MegaLocModel::Info() const { return impl_->info; }
+
+int MegaLocModel::DescriptorDim() const { return impl_->info.descriptor_dim; }
+
+bool MegaLocModel::AcceptsSize(int width, int height) const {
+  if (width <= 0 || height <= 0) return false;
+  int64_t h = 0;
+  int64_t w = 0;
+  impl_->net->BackboneInputSize(height, width, &h, &w);
+  const int64_t patch = impl_->config.patch_size;
+  return (h / patch) * (w / patch) > impl_->config.num_clusters;
+}
+
+DescriptorMatrix MegaLocModel::Extract(const std::vector<const PreprocessedImage*>& images) {
+  MEGALOC_CHECK_MSG(!images.empty(), "Extract needs at least one image");
+  const int width = images[0]->width;
+  const int height = images[0]->height;
+  for (const PreprocessedImage* image : images) {
+    MEGALOC_CHECK_MSG(image->width == width && image->height == height,
+                      "all images of a batch must have the same size (" << width << "x" << height
+                                                                        << " vs " << image->width
+                                                                        << "x" << image->height
+                                                                        << ")");
+    MEGALOC_CHECK_EQ(image->data.size(), static_cast<size_t>(3) * width * height);
+  }
+  impl_->net->CheckInputSize(height, width);
+  const int64_t batch = static_cast<int64_t>(images.size());
+  torch::Tensor input = torch::empty({batch, 3, height, width}, torch::kFloat);
+  for (int64_t b = 0; b < batch; ++b) {
+    std::memcpy(input[b].data_ptr<float>(), images[b]->data.data(),
+                images[b]->data.size() * sizeof(float));
+  }
+  torch::Tensor output;
+  {
+    c10::InferenceMode inference_mode;
+    input = input.to(impl_->device);
+    if (impl_->options.use_bf16) {
+      const bool cuda = impl_->device.is_cuda();
+      if (cuda) {
+        at::autocast::set_enabled(true);
+        at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      } else {
+        at::autocast::set_cpu_enabled(true);
+        at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      }
+      try {
+        output = impl_->net->forward(input, impl_->forward_options);
+      } catch (...) {
+        if (cuda) at::autocast::set_enabled(false); else at::autocast::set_cpu_enabled(false);
+        at::autocast::clear_cache();
+        throw;
+      }
+      if (cuda) at::autocast::set_enabled(false); else at::autocast::set_cpu_enabled(false);
+      at::autocast::clear_cache();
+    } else {
+      output = impl_->net->forward(input, impl_->forward_options);
+    }
+    output = output.to(torch::kCPU, torch::kFloat).contiguous();
+  }
+  DescriptorMatrix descriptors(batch, output.size(1));
+  std::memcpy(descriptors.data(), output.data_ptr<float>(), output.numel() * sizeof(float));
+  return descriptors;
+}
+
+Eigen::VectorXf MegaLocModel::Extract(const PreprocessedImage& image) {
+  const DescriptorMatrix descriptors = Extract(std::vector<const PreprocessedImage*>{&image});
+  return descriptors.row(0).transpose();
+}
+
+}  // namespace megaloc

@@ -1,0 +1,268 @@
+// Image decoding and preprocessing (megaloc.h): PIL-compatible decoding for the authors' path,
+// hloc's OpenCV path for resize_max, ImageNet normalisation with the exact float32 op order.
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "megaloc/model/megaloc.h"
+#include "megaloc/util/file_utils.h"
+#include "megaloc/util/logging.h"
+
+namespace megaloc {
+
+namespace {
+
+// torchvision Normalize(ImageNet): mean/std are Python doubles turned into float32 tensors.
+const float kMean[3] = {static_cast<float>(0.485), static_cast<float>(0.456),
+                        static_cast<float>(0.406)};
+const float kStd[3] = {static_cast<float>(0.229), static_cast<float>(0.224),
+                       static_cast<float>(0.225)};
+
+// ToTensor (u / 255, float32 division) then Normalize (subtract, then divide), per element.
+inline float NormalizeValue(float value_0_255, int channel) {
+  const float scaled = value_0_255 / 255.0f;  // a true division, as torch (no reciprocal)
+  const float centred = scaled - kMean[channel];
+  return centred / kStd[channel];
+}
+
+const std::array<std::array<float, 256>, 3>& NormalizeLut() {
+  static const std::array<std::array<float, 256>, 3> lut = [] {
+    std::array<std::array<float, 256>, 3> table{};
+    for (int c = 0; c < 3; ++c) {
+      for (int u = 0; u < 256; ++u) table[c][u] = NormalizeValue(static_cast<float>(u), c);
+    }
+    return table;
+  }();
+  return lut;
+}
+
+// Planar normalised image from interleaved 8-bit RGB.
+std::vector<float> NormalizeRgb8(const uint8_t* rgb, int width, int height) {
+  const auto& lut = NormalizeLut();
+  const size_t plane = static_cast<size_t>(width) * height;
+  std::vector<float> data(3 * plane);
+  for (size_t i = 0; i < plane; ++i) {
+    data[i] = lut[0][rgb[3 * i]];
+    data[plane + i] = lut[1][rgb[3 * i + 1]];
+    data[2 * plane + i] = lut[2][rgb[3 * i + 2]];
+  }
+  return data;
+}
+
+// A JPEG whose last scan has no end-of-image marker after it was cut short (PIL raises "image file
+// is truncated"; libjpeg only warns and fills the rest with grey).
+bool IsTruncatedJpeg(const std::string& bytes) {
+  const size_t size = bytes.size();
+  size_t last_sos = std::string::npos;
+  for (size_t i = 0; i + 1 < size; ++i) {
+    if (static_cast<uint8_t>(bytes[i]) == 0xFF && static_cast<uint8_t>(bytes[i + 1]) == 0xDA) {
+      last_sos = i;
+    }
+  }
+  if (last_sos == std::string::npos) return true;
+  for (size_t i = last_sos + 2; i + 1 < size; ++i) {
+    if (static_cast<uint8_t>(bytes[i]) == 0xFF && static_cast<uint8_t>(bytes[i + 1]) == 0xD9) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A PNG must end with an IEND chunk (libpng may decode all rows of a file cut after its last IDAT).
+bool IsTruncatedPng(const std::string& bytes) {
+  static const char kIend[] = {'I', 'E', 'N', 'D'};
+  const size_t size = bytes.size();
+  if (size < 12) return true;
+  for (size_t i = size > 1024 ? size - 1024 : 0; i + 4 <= size; ++i) {
+    if (std::memcmp(bytes.data() + i, kIend, 4) == 0) return false;
+  }
+  return true;
+}
+
+bool StartsWith(const std::string& bytes, const unsigned char* magic, size_t n) {
+  return bytes.size() >= n && std::memcmp(bytes.data(), magic, n) == 0;
+}
+
+cv::Mat Decode(const std::string& path, const std::string& bytes, int flags) {
+  try {
+    const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
+                         const_cast<char*>(bytes.data()));
+    return cv::imdecode(buffer, flags);
+  } catch (const cv::Exception& error) {
+    MEGALOC_THROW(ImageError, path << ": cannot decode image (" << error.what() << ")");
+  }
+}
+
+// Interleaved RGB uint8 like PIL Image.open(p).convert("RGB"): grey replicated, alpha dropped,
+// palette expanded, 16-bit RGB(A) -> high byte, 16-bit grey ("I" mode) -> clipped to 255.
+cv::Mat ToRgb8Pil(const cv::Mat& image) {
+  cv::Mat eight;
+  if (image.depth() == CV_8U) {
+    eight = image;
+  } else if (image.depth() == CV_16U) {
+    if (image.channels() == 1) {
+      image.convertTo(eight, CV_8U);  // saturating: min(v, 255), as PIL's I -> RGB
+    } else {
+      cv::Mat shifted(image.size(), CV_MAKETYPE(CV_8U, image.channels()));
+      const int count = image.rows * image.cols * image.channels();
+      cv::Mat contiguous = image.isContinuous() ? image : image.clone();
+      const uint16_t* src = contiguous.ptr<uint16_t>();
+      uint8_t* dst = shifted.ptr<uint8_t>();
+      for (int i = 0; i < count; ++i) dst[i] = static_cast<uint8_t>(src[i] >> 8);
+      eight = shifted;
+    }
+  } else {
+    return cv::Mat();
+  }
+  cv::Mat rgb;
+  switch (eight.channels()) {
+    case 1: cv::cvtColor(eight, rgb, cv::COLOR_GRAY2RGB); break;
+    case 3: cv::cvtColor(eight, rgb, cv::COLOR_BGR2RGB); break;
+    case 4: cv::cvtColor(eight, rgb, cv::COLOR_BGRA2RGB); break;
+    default: return cv::Mat();
+  }
+  return rgb;
+}
+
+}  // namespace
+
+bool PreprocessingOptions::Check() const {
+  CHECK_OPTION_GT(resize_max, 0);
+  CHECK_OPTION_GT(width, 0);
+  CHECK_OPTION_GT(height, 0);
+  return true;
+}
+
+std::string PreprocessingOptions::ToString() const {
+  std::ostringstream out;
+  switch (mode) {
+    case ResizeMode::kNative: out << "native"; break;
+    case ResizeMode::kResizeMax: out << "resize_max=" << resize_max; break;
+    case ResizeMode::kFixed: out << "resize=" << width << "x" << height; break;
+  }
+  return out.str();
+}
+
+PreprocessedImage PreprocessRgbImage(const uint8_t* rgb, int width, int height,
+                                     const PreprocessingOptions& options) {
+  MEGALOC_CHECK_MSG(options.Check(), "invalid preprocessing options");
+  MEGALOC_CHECK_MSG(rgb != nullptr && width > 0 && height > 0,
+                    "empty image (" << width << "x" << height << ")");
+  PreprocessedImage image;
+  image.original_width = width;
+  image.original_height = height;
+  image.width = width;
+  image.height = height;
+
+  if (options.mode == ResizeMode::kResizeMax && std::max(width, height) > options.resize_max) {
+    // hloc ImageDataset: float32 image, scale = resize_max / max(w, h) (double), Python round
+    // (half to even), cv2.resize INTER_AREA on the float 0-255 image, then / 255 and Normalize.
+    const double scale = static_cast<double>(options.resize_max) / std::max(width, height);
+    const int new_width = static_cast<int>(std::nearbyint(width * scale));
+    const int new_height = static_cast<int>(std::nearbyint(height * scale));
+    const cv::Mat source8(height, width, CV_8UC3, const_cast<uint8_t*>(rgb));
+    cv::Mat source;
+    source8.convertTo(source, CV_32FC3);
+    cv::Mat resized;
+    cv::resize(source, resized, cv::Size(new_width, new_height), 0, 0, cv::INTER_AREA);
+    image.width = new_width;
+    image.height = new_height;
+    const size_t plane = static_cast<size_t>(new_width) * new_height;
+    image.data.resize(3 * plane);
+    for (int y = 0; y < new_height; ++y) {
+      const float* row = resized.ptr<float>(y);
+      for (int x = 0; x < new_width; ++x) {
+        const size_t i = static_cast<size_t>(y) * new_width + x;
+        for (int c = 0; c < 3; ++c) image.data[c * plane + i] = NormalizeValue(row[3 * x + c], c);
+      }
+    }
+    return image;
+  }
+
+  image.data = NormalizeRgb8(rgb, width, height);
+  if (options.mode == ResizeMode::kFixed) {
+    // torchvision Resize([h, w], antialias=True) on the normalised float tensor.
+    at::Tensor input = at::from_blob(image.data.data(), {1, 3, height, width}, at::kFloat);
+    at::Tensor resized = at::_upsample_bilinear2d_aa(input, {options.height, options.width},
+                                                     /*align_corners=*/false, c10::nullopt,
+                                                     c10::nullopt)
+                             .contiguous();
+    image.width = options.width;
+    image.height = options.height;
+    image.data.assign(resized.data_ptr<float>(), resized.data_ptr<float>() + resized.numel());
+  }
+  return image;
+}
+
+void ReadRgbImage(const std::string& path, bool hloc_decoding, std::vector<uint8_t>* rgb_out,
+                  int* width, int* height) {
+  if (!FileExists(path)) {
+    if (DirectoryExists(path)) MEGALOC_THROW(ImageError, path << ": is a directory, not an image");
+    MEGALOC_THROW(ImageError, path << ": no such image file");
+  }
+  std::string bytes;
+  try {
+    bytes = ReadFileToString(path);
+  } catch (const IoError& error) {
+    MEGALOC_THROW(ImageError, error.what());
+  }
+  if (bytes.empty()) MEGALOC_THROW(ImageError, path << ": empty file (0 bytes)");
+  static const unsigned char kJpegMagic[] = {0xFF, 0xD8, 0xFF};
+  static const unsigned char kPngMagic[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (StartsWith(bytes, kJpegMagic, 3) && IsTruncatedJpeg(bytes)) {
+    MEGALOC_THROW(ImageError, path << ": truncated JPEG file (no end-of-image marker)");
+  }
+  if (StartsWith(bytes, kPngMagic, 8) && IsTruncatedPng(bytes)) {
+    MEGALOC_THROW(ImageError, path << ": truncated PNG file (no IEND chunk)");
+  }
+
+  cv::Mat rgb;
+  if (hloc_decoding) {
+    // hloc read_image: cv2.imread(IMREAD_COLOR | IMREAD_IGNORE_ORIENTATION), BGR -> RGB.
+    const cv::Mat bgr = Decode(path, bytes, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+    if (bgr.empty()) {
+      MEGALOC_THROW(ImageError, path << ": not a decodable image (unknown format or corrupt data)");
+    }
+    cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  } else {
+    // PIL Image.open(p).convert("RGB"); IMREAD_UNCHANGED never applies EXIF orientation.
+    const cv::Mat raw = Decode(path, bytes, cv::IMREAD_UNCHANGED);
+    if (raw.empty()) {
+      MEGALOC_THROW(ImageError, path << ": not a decodable image (unknown format or corrupt data)");
+    }
+    rgb = ToRgb8Pil(raw);
+    if (rgb.empty()) {
+      const cv::Mat bgr = Decode(path, bytes, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+      if (bgr.empty()) MEGALOC_THROW(ImageError, path << ": unsupported pixel format");
+      cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+    }
+  }
+  if (!rgb.isContinuous()) rgb = rgb.clone();
+  *width = rgb.cols;
+  *height = rgb.rows;
+  rgb_out->assign(rgb.ptr<uint8_t>(), rgb.ptr<uint8_t>() + static_cast<size_t>(rgb.total()) * 3);
+}
+
+PreprocessedImage LoadAndPreprocessImage(const std::string& path,
+                                         const PreprocessingOptions& options) {
+  std::vector<uint8_t> rgb;
+  int width = 0;
+  int height = 0;
+  ReadRgbImage(path, options.mode == ResizeMode::kResizeMax, &rgb, &width, &height);
+  try {
+    return PreprocessRgbImage(rgb.data(), width, height, options);
+  } catch (const InvalidArgument& error) {
+    MEGALOC_THROW(ImageError, path << ": " << error.what());
+  }
+}
+
+}  // namespace megaloc

@@ -1,0 +1,257 @@
+// Decoding and preprocessing (torch-free API of megaloc.h).
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "megaloc/model/megaloc.h"
+#include "megaloc/util/file_utils.h"
+#include "megaloc/util/logging.h"
+#include "megaloc/util/npy.h"
+#include "tests/common/testing.h"
+
+namespace megaloc {
+namespace testing {
+namespace {
+
+std::string Tiny(const std::string& relative) { return TestDataPath("megaloc_tiny/" + relative); }
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string ImageErrorOf(const std::string& path) {
+  try {
+    PreprocessingOptions options;
+    options.mode = ResizeMode::kNative;
+    LoadAndPreprocessImage(path, options);
+  } catch (const ImageError& error) {
+    return error.what();
+  }
+  ADD_FAILURE() << "no ImageError for " << path;
+  return "";
+}
+
+TEST(PreprocessingTest, NormalisationIsBitExactWithTorchvision) {
+  const NpyArray lut = ReadNpy(Tiny("normalize_lut.npy"));
+  ASSERT_EQ(lut.shape, (std::vector<int64_t>{3, 256}));
+  const std::vector<float> expected = lut.As<float>();
+  std::vector<uint8_t> rgb(256 * 3);
+  for (int u = 0; u < 256; ++u) rgb[3 * u] = rgb[3 * u + 1] = rgb[3 * u + 2] = u;
+  PreprocessingOptions options;
+  options.mode = ResizeMode::kNative;
+  const PreprocessedImage image = PreprocessRgbImage(rgb.data(), 256, 1, options);
+  ASSERT_EQ(image.data.size(), expected.size());
+  int mismatches = 0;
+  for (size_t i = 0; i < expected.size(); ++i) mismatches += image.data[i] != expected[i];
+  EXPECT_EQ(mismatches, 0);
+  // kResizeMax without resizing uses the same values (hloc: float image / 255 then Normalize).
+  options.mode = ResizeMode::kResizeMax;
+  const PreprocessedImage hloc = PreprocessRgbImage(rgb.data(), 256, 1, options);
+  EXPECT_EQ(hloc.data, image.data);
+}
+
+TEST(PreprocessingTest, NativePngInputMatchesFixture) {
+  PreprocessingOptions options;
+  options.mode = ResizeMode::kNative;
+  const PreprocessedImage image = LoadAndPreprocessImage(Tiny("images/test_100x70.png"), options);
+  EXPECT_EQ(image.width, 100);
+  EXPECT_EQ(image.height, 70);
+  EXPECT_EQ(image.original_width, 100);
+  const NpyArray expected = ReadNpy(Tiny("native/test_100x70/input.npy"));
+  EXPECT_EQ(expected.shape, (std::vector<int64_t>{1, 3, 70, 100}));
+  EXPECT_EQ(image.data, expected.As<float>());
+}
+
+TEST(PreprocessingTest, GreyImagesBecomeThreeEqualChannels) {
+  for (const char* name : {"images/test_257x189_gray.png", "images/test_257x189_gray.jpg"}) {
+    for (bool hloc : {false, true}) {
+      std::vector<uint8_t> rgb;
+      int width = 0;
+      int height = 0;
+      ReadRgbImage(Tiny(name), hloc, &rgb, &width, &height);
+      ASSERT_EQ(width, 257);
+      ASSERT_EQ(height, 189);
+      int unequal = 0;
+      for (int i = 0; i < width * height; ++i) {
+        unequal += rgb[3 * i] != rgb[3 * i + 1] || rgb[3 * i] != rgb[3 * i + 2];
+      }
+      EXPECT_EQ(unequal, 0) << name;
+    }
+  }
+  // The grey PNG decodes to the same grey values either way.
+  std::vector<uint8_t> pil;
+  std::vector<uint8_t> hloc;
+  int w = 0;
+  int h = 0;
+  ReadRgbImage(Tiny("images/test_257x189_gray.png"), false, &pil, &w, &h);
+  ReadRgbImage(Tiny("images/test_257x189_gray.png"), true, &hloc, &w, &h);
+  EXPECT_EQ(pil, hloc);
+}
+
+// PIL (libjpeg-turbo, ISLOW DCT, fancy upsampling) vs OpenCV's libjpeg: spec allows +-1.
+TEST(PreprocessingTest, JpegDecodingMatchesPil) {
+  ModelOptions model_options;
+  model_options.weights_path = Tiny("megaloc_tiny_v2.safetensors");
+  model_options.num_threads = 1;
+  MegaLocModel model(model_options);
+  for (const char* stem : {"test_511x385", "test_257x189_gray"}) {
+    std::vector<uint8_t> rgb;
+    int width = 0;
+    int height = 0;
+    ReadRgbImage(Tiny(std::string("images/") + stem + ".jpg"), false, &rgb, &width, &height);
+    const NpyArray expected = ReadNpy(Tiny(std::string("jpeg/") + stem + "/decoded_rgb_uint8.npy"));
+    ASSERT_EQ(expected.shape, (std::vector<int64_t>{height, width, 3}));
+    const std::vector<uint8_t> pil = expected.As<uint8_t>();
+    int differing = 0;
+    int max_diff = 0;
+    for (size_t i = 0; i < pil.size(); ++i) {
+      const int diff = std::abs(static_cast<int>(pil[i]) - static_cast<int>(rgb[i]));
+      differing += diff != 0;
+      max_diff = std::max(max_diff, diff);
+    }
+    std::printf("[jpeg] %s: %d of %zu values differ from PIL, max |diff| = %d\n", stem, differing,
+                pil.size(), max_diff);
+    EXPECT_LE(max_diff, 1) << stem;
+
+    PreprocessingOptions options;
+    options.mode = ResizeMode::kNative;
+    const Eigen::VectorXf descriptor =
+        model.Extract(LoadAndPreprocessImage(Tiny(std::string("images/") + stem + ".jpg"), options));
+    const std::vector<float> reference =
+        ReadNpy(Tiny(std::string("jpeg/") + stem + "/descriptor.npy")).As<float>();
+    double diff = 0.0;
+    for (int i = 0; i < descriptor.size(); ++i) {
+      diff = std::max(diff, std::abs(static_cast<double>(descriptor[i]) - reference[i]));
+    }
+    std::printf("[jpeg] %s: descriptor max|diff| = %.3g\n", stem, diff);
+    EXPECT_LE(diff, differing == 0 ? 1e-5 : 4e-4) << stem;
+  }
+}
+
+TEST(PreprocessingTest, BrokenFilesAreImageErrorsNamingTheFile) {
+  const std::string dir = TempDir();
+  const std::string png = ReadFileToString(Tiny("images/test_100x70.png"));
+  const std::string jpg = ReadFileToString(Tiny("images/test_257x189_gray.jpg"));
+  struct Case {
+    std::string name;
+    std::string bytes;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {"empty.png", "", "empty file"},
+      {"half.png", png.substr(0, png.size() / 2), "truncated PNG"},
+      {"no_iend.png", png.substr(0, png.size() - 12), "truncated PNG"},
+      {"half.jpg", jpg.substr(0, jpg.size() / 2), "truncated JPEG"},
+      {"no_eoi.jpg", jpg.substr(0, jpg.size() - 2), "truncated JPEG"},
+      {"text.jpg", "hello, I am not an image\n", "not a decodable image"},
+      {"random.bin", std::string(1000, '\x17'), "not a decodable image"},
+  };
+  for (const Case& c : cases) {
+    const std::string path = JoinPaths(dir, c.name);
+    WriteBytes(path, c.bytes);
+    const std::string message = ImageErrorOf(path);
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+    EXPECT_NE(message.find(c.reason), std::string::npos) << c.name << ": " << message;
+  }
+  const std::string missing = JoinPaths(dir, "missing.png");
+  EXPECT_NE(ImageErrorOf(missing).find("no such image file"), std::string::npos);
+  EXPECT_NE(ImageErrorOf(dir).find("directory"), std::string::npos);
+}
+
+// PIL convert("RGB") semantics for 16-bit and alpha PNGs (Pillow 9.4): 16-bit RGB(A) keeps the
+// high byte, 16-bit grey opens as mode "I" whose RGB conversion clips to 255, alpha is dropped.
+TEST(PreprocessingTest, SixteenBitAndAlphaPngs) {
+  const std::string dir = TempDir();
+  const std::vector<uint16_t> grey_values = {0, 100, 255, 256, 1000, 40000};
+  cv::Mat grey16(1, static_cast<int>(grey_values.size()), CV_16UC1);
+  for (size_t i = 0; i < grey_values.size(); ++i) grey16.at<uint16_t>(0, i) = grey_values[i];
+  const std::string grey_path = JoinPaths(dir, "grey16.png");
+  ASSERT_TRUE(cv::imwrite(grey_path, grey16));
+  std::vector<uint8_t> rgb;
+  int width = 0;
+  int height = 0;
+  ReadRgbImage(grey_path, false, &rgb, &width, &height);
+  const std::vector<uint8_t> pil_expected = {0, 100, 255, 255, 255, 255};
+  for (size_t i = 0; i < grey_values.size(); ++i) {
+    EXPECT_EQ(rgb[3 * i], pil_expected[i]) << grey_values[i];
+    EXPECT_EQ(rgb[3 * i + 2], pil_expected[i]);
+  }
+  ReadRgbImage(grey_path, true, &rgb, &width, &height);  // hloc: cv2 IMREAD_COLOR = high byte
+  for (size_t i = 0; i < grey_values.size(); ++i) EXPECT_EQ(rgb[3 * i], grey_values[i] >> 8);
+
+  cv::Mat color16(1, 2, CV_16UC3);
+  color16.at<cv::Vec3w>(0, 0) = cv::Vec3w(1000, 20000, 65535);  // BGR
+  color16.at<cv::Vec3w>(0, 1) = cv::Vec3w(255, 256, 511);
+  const std::string color_path = JoinPaths(dir, "color16.png");
+  ASSERT_TRUE(cv::imwrite(color_path, color16));
+  for (bool hloc : {false, true}) {
+    ReadRgbImage(color_path, hloc, &rgb, &width, &height);
+    EXPECT_EQ(std::vector<uint8_t>(rgb.begin(), rgb.end()),
+              (std::vector<uint8_t>{255, 20000 >> 8, 1000 >> 8, 1, 1, 0}));
+  }
+
+  cv::Mat rgba(1, 2, CV_8UC4);
+  rgba.at<cv::Vec4b>(0, 0) = cv::Vec4b(10, 20, 30, 0);    // BGRA, fully transparent
+  rgba.at<cv::Vec4b>(0, 1) = cv::Vec4b(40, 50, 60, 128);
+  const std::string rgba_path = JoinPaths(dir, "rgba.png");
+  ASSERT_TRUE(cv::imwrite(rgba_path, rgba));
+  for (bool hloc : {false, true}) {
+    ReadRgbImage(rgba_path, hloc, &rgb, &width, &height);
+    EXPECT_EQ(rgb, (std::vector<uint8_t>{30, 20, 10, 60, 50, 40}));
+  }
+}
+
+TEST(PreprocessingTest, ResizeMaxFollowsHloc) {
+  PreprocessingOptions options;  // default: hloc resize_max 1024
+  EXPECT_EQ(options.mode, ResizeMode::kResizeMax);
+  EXPECT_EQ(options.ToString(), "resize_max=1024");
+  // 2048 x 1025: scale 0.5, 512.5 -> 512 (Python round, half to even).
+  std::vector<uint8_t> rgb(2048 * 1025 * 3, 100);
+  PreprocessedImage image = PreprocessRgbImage(rgb.data(), 2048, 1025, options);
+  EXPECT_EQ(image.width, 1024);
+  EXPECT_EQ(image.height, 512);
+  EXPECT_EQ(image.original_width, 2048);
+  EXPECT_EQ(image.original_height, 1025);
+  // A constant image stays (almost exactly) constant.
+  const float lut100 = (100.0f / 255.0f - static_cast<float>(0.485)) / static_cast<float>(0.229);
+  EXPECT_NEAR(image.data[0], lut100, 1e-5);
+  EXPECT_NEAR(image.data[1024 * 300 + 77], lut100, 1e-5);
+  // 1100 x 700 -> 1024 x 652 (651.64).
+  rgb.assign(1100 * 700 * 3, 7);
+  image = PreprocessRgbImage(rgb.data(), 1100, 700, options);
+  EXPECT_EQ(image.width, 1024);
+  EXPECT_EQ(image.height, 652);
+  // Never upscales.
+  rgb.assign(640 * 480 * 3, 7);
+  image = PreprocessRgbImage(rgb.data(), 640, 480, options);
+  EXPECT_EQ(image.width, 640);
+  EXPECT_EQ(image.height, 480);
+}
+
+TEST(PreprocessingTest, FixedSizeAndOptions) {
+  PreprocessingOptions options;
+  options.mode = ResizeMode::kFixed;
+  EXPECT_EQ(options.ToString(), "resize=322x322");
+  const PreprocessedImage image = LoadAndPreprocessImage(Tiny("images/test_100x70.png"), options);
+  EXPECT_EQ(image.width, 322);
+  EXPECT_EQ(image.height, 322);
+  EXPECT_EQ(image.original_width, 100);
+  EXPECT_EQ(image.original_height, 70);
+  EXPECT_EQ(image.data.size(), 3u * 322 * 322);
+  options.mode = ResizeMode::kNative;
+  EXPECT_EQ(options.ToString(), "native");
+  EXPECT_TRUE(options.Check());
+  options.resize_max = 0;
+  EXPECT_FALSE(options.Check());
+}
+
+}  // namespace
+}  // namespace testing
+}  // namespace megaloc

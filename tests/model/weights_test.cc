@@ -1,0 +1,289 @@
+// Checkpoint readers/writers and the strict loader.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "megaloc/model/megaloc.h"
+#include "megaloc/util/file_utils.h"
+#include "megaloc/util/logging.h"
+#include "tests/model/model_test_utils.h"
+
+namespace megaloc {
+namespace testing {
+namespace {
+
+std::string ReadLines(const std::string& path) { return ReadFileToString(path); }
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// The error message of `body`, which must throw ExceptionT.
+template <typename ExceptionT, typename Body>
+std::string ErrorOf(Body body) {
+  try {
+    body();
+  } catch (const ExceptionT& error) {
+    return error.what();
+  } catch (const std::exception& error) {
+    ADD_FAILURE() << "unexpected exception type: " << error.what();
+    return error.what();
+  }
+  ADD_FAILURE() << "no exception";
+  return "";
+}
+
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST(WeightsTest, SafetensorsKeysShapesAndOrderMatchStateDict) {
+  const std::string path = TinyPath("megaloc_tiny_v2.safetensors");
+  std::map<std::string, std::string> metadata;
+  const TensorMap tensors = ReadSafetensors(path, &metadata);
+  EXPECT_EQ(tensors.size(), 49u);
+  EXPECT_EQ(metadata["format"], "pt");
+  EXPECT_EQ(tensors.at("aggregator.agg.dust_bin").dim(), 0);
+  // The network's named_parameters() reproduce upstream's state_dict() order and shapes.
+  const std::string keys = ReadLines(TinyPath("state_dict_v2_keys.txt"));
+  MegaLocNet net = LoadTinyNet();
+  std::string produced;
+  for (const auto& item : net->named_parameters()) {
+    std::string shape = "[";
+    for (int64_t i = 0; i < item.value().dim(); ++i) {
+      shape += (i ? ", " : "") + std::to_string(item.value().size(i));
+    }
+    shape += "]";
+    produced += item.key() + "\t" + shape + "\n";
+  }
+  // key<TAB>shape<TAB>dtype per line; the first two columns must match exactly, in order.
+  std::istringstream expected_lines(keys);
+  std::istringstream produced_lines(produced);
+  std::string expected_line;
+  std::string produced_line;
+  int lines = 0;
+  while (std::getline(expected_lines, expected_line)) {
+    if (expected_line.empty()) continue;
+    ASSERT_TRUE(static_cast<bool>(std::getline(produced_lines, produced_line)));
+    EXPECT_EQ(produced_line, expected_line.substr(0, expected_line.rfind('\t')));
+    ++lines;
+  }
+  EXPECT_EQ(lines, 49);
+  EXPECT_EQ(CountParameters(*net), 240313);
+}
+
+TEST(WeightsTest, V1TorchZipReadsOrderedDictAndEqualsV2) {
+  const TensorMap v1 = ReadTorchZip(TinyPath("megaloc_tiny_v1.torch"));
+  EXPECT_EQ(v1.size(), 50u);
+  ASSERT_TRUE(v1.count("backbone.model.mask_token"));
+  EXPECT_EQ(v1.at("backbone.model.mask_token").sizes(), (std::vector<int64_t>{1, 64}));
+  const TensorMap canonical = CanonicalizeMegaLocKeys(v1);
+  const TensorMap v2 = ReadSafetensors(TinyPath("megaloc_tiny_v2.safetensors"));
+  ASSERT_EQ(canonical.size(), v2.size());
+  for (const auto& item : v2) {
+    ASSERT_TRUE(canonical.count(item.first)) << item.first;
+    EXPECT_TRUE(torch::equal(canonical.at(item.first), item.second)) << item.first;
+  }
+  // Detected by content, not by extension.
+  WeightsFormat format = WeightsFormat::kSafetensors;
+  ReadTensorFile(TinyPath("megaloc_tiny_v1.torch"), &format);
+  EXPECT_EQ(format, WeightsFormat::kTorchZip);
+}
+
+TEST(WeightsTest, V1AndV2GiveIdenticalDescriptors) {
+  at::set_num_threads(1);
+  ModelOptions options;
+  options.num_threads = 1;
+  options.weights_path = TinyPath("megaloc_tiny_v2.safetensors");
+  MegaLocModel v2(options);
+  options.weights_path = TinyPath("megaloc_tiny_v1.torch");
+  MegaLocModel v1(options);
+  EXPECT_EQ(v1.Info().weights_format, "torch-zip");
+  EXPECT_EQ(v1.Info().num_heads, 4);
+  PreprocessingOptions pre;
+  pre.mode = ResizeMode::kNative;
+  for (const char* image : {"images/test_300x500.png", "images/test_257x189_gray.png"}) {
+    const PreprocessedImage input = LoadAndPreprocessImage(TinyPath(image), pre);
+    const Eigen::VectorXf a = v1.Extract(input);
+    const Eigen::VectorXf b = v2.Extract(input);
+    EXPECT_EQ((a - b).cwiseAbs().maxCoeff(), 0.0f) << image;
+  }
+}
+
+TEST(WeightsTest, WritersRoundTrip) {
+  const std::string dir = TempDir();
+  TensorMap tensors = ReadSafetensors(TinyPath("megaloc_tiny_v2.safetensors"));
+  tensors["extra.half_source"] = torch::arange(6, torch::kFloat).reshape({2, 3});
+  tensors["extra.int64"] = torch::arange(5, torch::kLong);
+  const std::string st = JoinPaths(dir, "a.safetensors");
+  const std::string zip = JoinPaths(dir, "a.torch");
+  WriteSafetensors(st, tensors);
+  WriteTorchZip(zip, tensors);
+  EXPECT_EQ(DetectWeightsFormat(st), WeightsFormat::kSafetensors);
+  EXPECT_EQ(DetectWeightsFormat(zip), WeightsFormat::kTorchZip);
+  for (const std::string& path : {st, zip}) {
+    const TensorMap back = ReadTensorFile(path);
+    ASSERT_EQ(back.size(), tensors.size()) << path;
+    for (const auto& item : tensors) {
+      ASSERT_TRUE(back.count(item.first)) << path << " " << item.first;
+      EXPECT_EQ(back.at(item.first).scalar_type(), item.second.scalar_type()) << item.first;
+      EXPECT_TRUE(torch::equal(back.at(item.first), item.second)) << path << " " << item.first;
+    }
+  }
+  // F16 / BF16 safetensors are widened to float32.
+  TensorMap half;
+  half["h"] = torch::tensor({0.5f, -2.0f, 1024.0f}).to(torch::kHalf);
+  half["b"] = torch::tensor({0.5f, -2.0f, 3.0f}).to(torch::kBFloat16);
+  const std::string half_path = JoinPaths(dir, "half.safetensors");
+  WriteSafetensors(half_path, half);
+  const TensorMap half_back = ReadSafetensors(half_path);
+  EXPECT_EQ(half_back.at("h").scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(half_back.at("h"), torch::tensor({0.5f, -2.0f, 1024.0f})));
+  EXPECT_TRUE(torch::equal(half_back.at("b"), torch::tensor({0.5f, -2.0f, 3.0f})));
+}
+
+TEST(WeightsTest, ConvertV1ToV2) {
+  const std::string out = JoinPaths(TempDir(), "converted.safetensors");
+  const ConversionStats stats = ConvertMegaLocCheckpoint(TinyPath("megaloc_tiny_v1.torch"), out);
+  EXPECT_EQ(stats.input_format, WeightsFormat::kTorchZip);
+  EXPECT_EQ(stats.num_tensors, 49);
+  EXPECT_EQ(stats.num_parameters, 240313);
+  const TensorMap converted = ReadSafetensors(out);
+  const TensorMap official = ReadSafetensors(TinyPath("megaloc_tiny_v2.safetensors"));
+  ASSERT_EQ(converted.size(), official.size());
+  for (const auto& item : official) {
+    ASSERT_TRUE(converted.count(item.first)) << item.first;
+    EXPECT_TRUE(torch::equal(converted.at(item.first), item.second)) << item.first;
+  }
+}
+
+TEST(WeightsTest, ModulePrefixIsStripped) {
+  TensorMap raw;
+  raw["module.backbone.model.pos_embed"] = torch::zeros({1});
+  raw["module.aggregator.linear.bias"] = torch::zeros({1});
+  raw["backbone.model.mask_token"] = torch::zeros({1});
+  const TensorMap canonical = CanonicalizeMegaLocKeys(raw);
+  EXPECT_EQ(canonical.size(), 2u);
+  EXPECT_TRUE(canonical.count("backbone.pos_embed"));
+  EXPECT_TRUE(canonical.count("aggregator.linear.bias"));
+  raw["backbone.pos_embed"] = torch::zeros({1});
+  EXPECT_THROW(CanonicalizeMegaLocKeys(raw, "x.torch"), FormatError);
+}
+
+TEST(WeightsTest, StrictLoaderListsEveryMissingUnexpectedAndMisshapedKey) {
+  const std::string dir = TempDir();
+  TensorMap tensors = ReadSafetensors(TinyPath("megaloc_tiny_v2.safetensors"));
+  tensors.erase("backbone.blocks.1.ls2.gamma");
+  tensors.erase("aggregator.agg.dust_bin");
+  tensors["aggregator.agg.extra_weight"] = torch::zeros({3});
+  tensors["backbone.norm.bias"] = torch::zeros({65});
+  const std::string path = JoinPaths(dir, "broken.safetensors");
+  WriteSafetensors(path, tensors);
+  // config.json beside it is absent: heads default to embed_dim / 64.
+  ModelOptions options;
+  options.weights_path = path;
+  options.num_threads = 1;
+  const std::string message = ErrorOf<FormatError>([&] { MegaLocModel model(options); });
+  EXPECT_TRUE(Contains(message, path)) << message;
+  EXPECT_TRUE(Contains(message, "2 missing keys")) << message;
+  EXPECT_TRUE(Contains(message, "backbone.blocks.1.ls2.gamma")) << message;
+  EXPECT_TRUE(Contains(message, "aggregator.agg.dust_bin")) << message;
+  EXPECT_TRUE(Contains(message, "1 unexpected keys [aggregator.agg.extra_weight]")) << message;
+  EXPECT_TRUE(Contains(message, "backbone.norm.bias: file [65] vs model [64]")) << message;
+}
+
+TEST(WeightsTest, WrongArchitectureIsRejected) {
+  // A generic (non-MegaLoc) state dict: every key unexpected, every MegaLoc key missing.
+  const std::string path = JoinPaths(TempDir(), "other.safetensors");
+  TensorMap other;
+  other["fc.weight"] = torch::zeros({2, 2});
+  WriteSafetensors(path, other);
+  ModelOptions options;
+  options.weights_path = path;
+  const std::string message = ErrorOf<FormatError>([&] { MegaLocModel model(options); });
+  EXPECT_TRUE(Contains(message, path)) << message;
+  EXPECT_TRUE(Contains(message, "unexpected keys [fc.weight]")) << message;
+  EXPECT_TRUE(Contains(message, "missing keys")) << message;
+}
+
+TEST(WeightsTest, TruncatedGarbageAndWrongFormatFilesNameTheFile) {
+  const std::string dir = TempDir();
+  const std::string st_bytes = ReadFileToString(TinyPath("megaloc_tiny_v2.safetensors"));
+  const std::string zip_bytes = ReadFileToString(TinyPath("megaloc_tiny_v1.torch"));
+
+  const std::string truncated_st = JoinPaths(dir, "truncated.safetensors");
+  WriteBytes(truncated_st, st_bytes.substr(0, st_bytes.size() - 1000));
+  std::string message = ErrorOf<FormatError>([&] { ReadTensorFile(truncated_st); });
+  EXPECT_TRUE(Contains(message, truncated_st) && Contains(message, "truncated")) << message;
+
+  const std::string header_only = JoinPaths(dir, "header_cut.safetensors");
+  WriteBytes(header_only, st_bytes.substr(0, 100));
+  message = ErrorOf<FormatError>([&] { ReadSafetensors(header_only); });
+  EXPECT_TRUE(Contains(message, header_only)) << message;
+
+  const std::string truncated_zip = JoinPaths(dir, "truncated.torch");
+  WriteBytes(truncated_zip, zip_bytes.substr(0, zip_bytes.size() / 2));
+  message = ErrorOf<FormatError>([&] { ReadTensorFile(truncated_zip); });
+  EXPECT_TRUE(Contains(message, truncated_zip)) << message;
+
+  const std::string garbage = JoinPaths(dir, "garbage.safetensors");
+  WriteBytes(garbage, "this is not a checkpoint at all, just some text\n");
+  message = ErrorOf<FormatError>([&] { ReadTensorFile(garbage); });
+  EXPECT_TRUE(Contains(message, garbage) && Contains(message, "not a checkpoint")) << message;
+
+  const std::string empty = JoinPaths(dir, "empty.torch");
+  WriteBytes(empty, "");
+  message = ErrorOf<FormatError>([&] { ReadTensorFile(empty); });
+  EXPECT_TRUE(Contains(message, empty) && Contains(message, "empty")) << message;
+
+  // A PNG image given as weights.
+  const std::string png = TinyPath("images/test_100x70.png");
+  message = ErrorOf<FormatError>([&] { ReadTensorFile(png); });
+  EXPECT_TRUE(Contains(message, png)) << message;
+
+  // Bad JSON header.
+  const std::string bad_json = JoinPaths(dir, "bad_json.safetensors");
+  std::string bytes(8, '\0');
+  const std::string header = "{\"a\": [1, 2";
+  bytes[0] = static_cast<char>(header.size());
+  WriteBytes(bad_json, bytes + header + "      ");
+  message = ErrorOf<FormatError>([&] { ReadSafetensors(bad_json); });
+  EXPECT_TRUE(Contains(message, bad_json) && Contains(message, "JSON")) << message;
+
+  // Offsets that do not match the shape.
+  const std::string bad_offsets = JoinPaths(dir, "bad_offsets.safetensors");
+  const std::string header2 =
+      "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}";
+  std::string bytes2(8, '\0');
+  bytes2[0] = static_cast<char>(header2.size());
+  WriteBytes(bad_offsets, bytes2 + header2 + std::string(16, '\0'));
+  message = ErrorOf<FormatError>([&] { ReadSafetensors(bad_offsets); });
+  EXPECT_TRUE(Contains(message, bad_offsets) && Contains(message, "'w'")) << message;
+
+  // A zip that is not a torch.save file.
+  const std::string not_torch = JoinPaths(dir, "not_torch.zip");
+  {
+    const std::string tmp = JoinPaths(dir, "nt");
+    WriteTorchZip(tmp, {});
+    // Valid archive with data.pkl but a top-level list instead of a dict.
+    WriteBytes(not_torch, ReadFileToString(tmp));
+  }
+  EXPECT_NO_THROW(ReadTorchZip(not_torch));  // an empty OrderedDict is a valid (empty) state dict
+  ModelOptions options;
+  options.weights_path = not_torch;
+  message = ErrorOf<FormatError>([&] { MegaLocModel model(options); });
+  EXPECT_TRUE(Contains(message, not_torch) && Contains(message, "missing keys")) << message;
+
+  // Missing file.
+  const std::string missing = JoinPaths(dir, "missing.safetensors");
+  message = ErrorOf<IoError>([&] { ReadTensorFile(missing); });
+  EXPECT_TRUE(Contains(message, missing) && Contains(message, "no such file")) << message;
+}
+
+}  // namespace
+}  // namespace testing
+}  // namespace megaloc
