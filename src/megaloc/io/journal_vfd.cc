@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <new>
@@ -180,6 +182,9 @@ bool Commit(JournalFile* f) {
     return false;
   }
   SyncDirectoryOf(journal_path);
+  // Test hook: die between the journal and its application (tests/io replay test).
+  const char* crash_hook = std::getenv("MEGALOC_TEST_CRASH_AFTER_JOURNAL");
+  if (crash_hook != nullptr && std::strcmp(crash_hook, "1") == 0) raise(SIGKILL);
   // 3. Apply, 4. forget the journal.
   for (const auto& [index, page] : f->overlay) {
     if (!WriteAll(f->fd, page.data, page.valid, index * kPageSize)) return false;
