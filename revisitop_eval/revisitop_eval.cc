@@ -1,6 +1,7 @@
 #include "revisitop_eval/revisitop_eval.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <iomanip>
@@ -182,6 +183,77 @@ std::string DatasetNameFromGndPath(const std::string& path) {
   if (dot != std::string::npos && dot > 0) name = name.substr(0, dot);
   if (StartsWith(name, "gnd_")) name = name.substr(4);
   return name;
+}
+
+// np.around(fraction * 100, decimals=2): rint(a * 100) / 100 with a = fraction * 100.
+double AroundPercent(double fraction) {
+  const double a = fraction * 100.0;
+  return std::nearbyint(a * 100.0) / 100.0;
+}
+
+// Shortest round-trip digits in positional notation ("37.1", "50", "33.33").
+std::string ShortestFixed(double v) {
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), v, std::chars_format::fixed);
+  return std::string(buffer, result.ptr);
+}
+
+// Python's str/repr of a float for values printed by the official example (no exponent needed
+// for percentages rounded to 2 decimals).
+std::string PythonFloatRepr(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  std::string s = ShortestFixed(v);
+  if (s.find('.') == std::string::npos) s += ".0";
+  return s;
+}
+
+// numpy's str() of a 1-d float array in positional mode (default print options): shortest digits,
+// "50." for integral values, integer parts right-aligned and fractions left-aligned to common
+// widths, "nan" for NaN. (numpy switches to scientific notation when the non-zero values span
+// more than 3 decimal orders; that case is not reproduced.)
+std::string NumpyFloatArray(const std::vector<double>& values) {
+  std::vector<std::string> ints(values.size()), fracs(values.size());
+  size_t pad_left = 0, pad_right = 0;
+  bool any_nonfinite = false;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i])) {
+      any_nonfinite = true;
+      continue;
+    }
+    const std::string s = ShortestFixed(values[i]);
+    const size_t dot = s.find('.');
+    ints[i] = dot == std::string::npos ? s : s.substr(0, dot);
+    fracs[i] = dot == std::string::npos ? "" : s.substr(dot + 1);
+    pad_left = std::max(pad_left, ints[i].size());
+    pad_right = std::max(pad_right, fracs[i].size());
+  }
+  if (any_nonfinite && pad_right + 1 < 3) pad_left = std::max(pad_left, 3 - (pad_right + 1));
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += " ";
+    if (!std::isfinite(values[i])) {
+      const std::string text = std::isnan(values[i]) ? "nan" : (values[i] > 0 ? "inf" : "-inf");
+      const size_t width = pad_left + pad_right + 1;
+      out += std::string(width > text.size() ? width - text.size() : 0, ' ') + text;
+    } else {
+      out += std::string(pad_left - ints[i].size(), ' ') + ints[i] + "." + fracs[i] +
+             std::string(pad_right - fracs[i].size(), ' ');
+    }
+  }
+  return out + "]";
+}
+
+// numpy's str() of a 1-d int array: "[ 1  5 10]".
+std::string NumpyIntArray(const std::vector<int>& values) {
+  size_t width = 0;
+  for (const int v : values) width = std::max(width, std::to_string(v).size());
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    const std::string s = std::to_string(values[i]);
+    out += (i ? " " : "") + std::string(width - s.size(), ' ') + s;
+  }
+  return out + "]";
 }
 
 nlohmann::json Percent(double v) {
@@ -477,7 +549,6 @@ nlohmann::json RevisitopReportToJson(const RevisitopReport& report) {
 std::string FormatRevisitopReport(const RevisitopReport& report) {
   const auto& e = report.evaluation;
   std::ostringstream out;
-  out << std::fixed << std::setprecision(2);
   auto pct = [](double v) {
     std::ostringstream s;
     if (std::isnan(v)) {
@@ -487,19 +558,17 @@ std::string FormatRevisitopReport(const RevisitopReport& report) {
     }
     return s.str();
   };
-  out << ">> " << report.dataset << ": mAP E: " << pct(e.setups[0].map)
-      << ", M: " << pct(e.setups[1].map) << ", H: " << pct(e.setups[2].map) << "\n";
-  out << ">> " << report.dataset << ": mP@k[";
   const auto& kappas = e.setups[0].kappas;
-  for (size_t k = 0; k < kappas.size(); ++k) out << (k ? " " : "") << kappas[k];
-  out << "]";
+  // The two lines of the official example_evaluate.py, character for character.
+  out << ">> " << report.dataset << ": mAP E: " << PythonFloatRepr(AroundPercent(e.setups[0].map))
+      << ", M: " << PythonFloatRepr(AroundPercent(e.setups[1].map))
+      << ", H: " << PythonFloatRepr(AroundPercent(e.setups[2].map)) << "\n";
+  out << ">> " << report.dataset << ": mP@k" << NumpyIntArray(kappas);
   const char* letters[3] = {"E", "M", "H"};
   for (int s = 0; s < 3; ++s) {
-    out << (s ? ", " : " ") << letters[s] << ": [";
-    for (size_t k = 0; k < kappas.size(); ++k) {
-      out << (k ? " " : "") << pct(e.setups[s].mean_precision_at_k[k]);
-    }
-    out << "]";
+    std::vector<double> rounded;
+    for (const double p : e.setups[s].mean_precision_at_k) rounded.push_back(AroundPercent(p));
+    out << (s ? ", " : " ") << letters[s] << ": " << NumpyFloatArray(rounded);
   }
   out << "\n\n";
   out << "setup    mAP     ";
