@@ -1,8 +1,9 @@
 // Retrieval benchmark (docs/perf/retrieval.md).
 //
 //   pairs_bench gemm [threads]                         sgemm GFLOP/s on this machine (denominator)
-//   pairs_bench sfm N [threads] [k] [dim] [memory_limit]
-//       SfM self-retrieval on N random unit descriptors: our blocked engine vs hloc's approach
+//   pairs_bench sfm N [threads] [k] [dim] [memory_limit] [DIR] [methods=ours,hloc,ours_h5]
+//       SfM self-retrieval on N random unit descriptors (written to DIR/sfm_N_dim.h5 as float16 and
+//       loaded from there when DIR is given): our blocked engine vs hloc's approach
 //       (one full N x N float32 similarity matrix by a single sgemm, N x N bool self mask,
 //       N x N bool `scores < min_score` mask, masked fill, top-k per row), each in its own child
 //       process so that peak RSS is per method.
@@ -12,6 +13,9 @@
 //   pairs_bench h5 DIR NDB NQ [threads] [k] [dim] [memory_limit]   (dim only used when writing)
 //       Writes DIR/db.h5 (NDB float16 descriptors, hloc layout) and DIR/queries.h5 if missing,
 //       then runs PairsFromRetrieval streaming the database from the HDF5 file.
+//       ours_h5 = the whole `megaloc pairs` pipeline streaming from the file within memory_limit.
+//   pairs_bench faiss NDB NQ [threads] [k] [dim] [clusters]
+//       exact vs faiss_ivf / faiss_hnsw: time and recall@k (random, or clustered if clusters > 0).
 //   pairs_bench child <method> ...                      (internal: one measurement)
 //
 // Every measurement prints one line "RESULT method=... seconds=... peak_rss_gib=... load=...".
@@ -102,13 +106,60 @@ int ChildGemm(int threads) {
   return 0;
 }
 
-int ChildSfm(const std::string& method, int64_t n, int threads, int k, int dim,
-             int64_t memory_limit) {
+// Loads every descriptor of an hloc file as float32 (what hloc's pairs_from_retrieval does).
+DescriptorMatrix LoadAll(const std::string& path) {
+  auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kRead);
+  const std::vector<std::string> names = file->ListNames();
+  const int dim = file->Dim(names.at(0));
+  DescriptorMatrix x(static_cast<int64_t>(names.size()), dim);
+  DescriptorBlock block;
+  for (size_t b = 0; b < names.size(); b += 1024) {
+    const size_t e = std::min(names.size(), b + 1024);
+    file->ReadBlock(names, b, e, &block);
+    x.middleRows(static_cast<int64_t>(b), static_cast<int64_t>(e - b)) = block;
+  }
+  return x;
+}
+
+int ChildSfm(const std::string& method, const std::string& path, int64_t n, int threads, int k,
+             int dim, int64_t memory_limit) {
   SetThreads(threads);
-  DescriptorMatrix x(n, dim);
-  FillUnitRows(7, 0, n, dim, x.data());
   const double gflop = 2.0 * n * static_cast<double>(n) * dim / 1e9;
   std::ostringstream extra;
+  if (method == "ours_h5") {
+    PairsFromRetrievalOptions options;
+    options.descriptors_path = path;
+    options.search.num_neighbors = k;
+    options.search.memory_limit = memory_limit;
+    options.search.num_threads = threads;
+    Timer t;
+    const RetrievalPairs result = PairsFromRetrieval(options);
+    const double seconds = t.ElapsedSeconds();
+    extra << "n=" << result.stats.num_queries << " k=" << k << " dim=" << result.stats.dim
+          << " threads=" << threads << " source=" << path
+          << " memory_limit_gib=" << GiB(static_cast<double>(memory_limit))
+          << " list_s=" << result.stats.list_seconds << " read_s=" << result.stats.search.read_seconds
+          << " gemm_s=" << result.stats.search.gemm_seconds
+          << " topk_s=" << result.stats.search.topk_seconds << " blocks="
+          << result.stats.search.query_block << "x" << result.stats.search.db_block
+          << " buffers_gib=" << GiB(static_cast<double>(result.stats.search.working_bytes))
+          << " pairs=" << result.pairs.size() << " first_pair=" << result.pairs.at(0).pair.name1
+          << ":" << result.pairs.at(0).pair.name2;
+    PrintResult("ours_h5", seconds, extra.str());
+    return 0;
+  }
+  Timer load_timer;
+  DescriptorMatrix x;
+  if (path == "-") {
+    x.resize(n, dim);
+    FillUnitRows(7, 0, n, dim, x.data());
+  } else {
+    x = LoadAll(path);
+    n = x.rows();
+    dim = static_cast<int>(x.cols());
+  }
+  const double load_seconds = path == "-" ? 0.0 : load_timer.ElapsedSeconds();
+  extra << "load_s=" << load_seconds << " source=" << path << " ";
   if (method == "ours") {
     SearchOptions options;
     options.num_neighbors = k;
@@ -119,14 +170,14 @@ int ChildSfm(const std::string& method, int64_t n, int threads, int k, int dim,
     SearchStats stats;
     Timer t;
     const SearchResult result = Search(x, x, options, &ids, &ids, &stats);
-    const double seconds = t.ElapsedSeconds();
+    const double seconds = t.ElapsedSeconds() + load_seconds;
     int64_t checksum = 0;
     for (int64_t i = 0; i < n; ++i) checksum += result.Label(i, 0);
     extra << "n=" << n << " k=" << k << " dim=" << dim << " threads=" << threads
           << " gemm_s=" << stats.gemm_seconds << " topk_s=" << stats.topk_seconds
           << " blocks=" << stats.query_block << "x" << stats.db_block
           << " buffers_gib=" << GiB(static_cast<double>(stats.working_bytes))
-          << " gflops_eff=" << gflop / seconds << " top1_checksum=" << checksum;
+          << " gflops_eff=" << gflop / (seconds - load_seconds) << " top1_checksum=" << checksum;
     PrintResult("ours", seconds, extra.str());
   } else {
     // hloc's pairs_from_retrieval, in C++ (no Python overhead: favourable to hloc).
@@ -158,11 +209,11 @@ int ChildSfm(const std::string& method, int64_t n, int threads, int k, int dim,
                         [&](int32_t a, int32_t b) { return row[a] > row[b]; });
       for (int r = 0; r < k; ++r) labels[i * k + r] = std::isfinite(row[idx[r]]) ? idx[r] : -1;
     }
-    const double seconds = t.ElapsedSeconds();
+    const double seconds = t.ElapsedSeconds() + load_seconds;
     int64_t checksum = 0;
     for (int64_t i = 0; i < n; ++i) checksum += labels[i * k];
     extra << "n=" << n << " k=" << k << " dim=" << dim << " threads=" << threads
-          << " gemm_s=" << gemm_seconds << " gflops_eff=" << gflop / seconds
+          << " gemm_s=" << gemm_seconds << " gflops_eff=" << gflop / (seconds - load_seconds)
           << " top1_checksum=" << checksum;
     PrintResult("hloc", seconds, extra.str());
   }
@@ -199,6 +250,69 @@ int ChildStream(int64_t ndb, int64_t nq, int threads, int k, int dim, int64_t me
         << " topk_s=" << stats.topk_seconds
         << " gflops_gemm_only=" << gflop / stats.gemm_seconds << " valid0=" << result.NumValid(0);
   PrintResult("stream_synthetic", seconds, extra.str());
+  return 0;
+}
+
+// Exact vs FAISS IVF/HNSW on NDB random unit descriptors (clustered > 0: that many cluster
+// centres, each descriptor = centre + noise, closer to real place-recognition data).
+void FillClustered(int clusters, uint64_t seed, int64_t begin, int64_t count, int dim, float* out) {
+  std::vector<float> centre(dim), noise(dim);
+  for (int64_t r = 0; r < count; ++r) {
+    const int64_t row = begin + r;
+    const int64_t c = (row * 2654435761ull) % clusters;
+    FillUnitRows(999, c, 1, dim, centre.data());
+    FillUnitRows(seed, row, 1, dim, noise.data());
+    double norm = 0.0;
+    for (int d = 0; d < dim; ++d) {
+      out[r * dim + d] = centre[d] + 0.7f * noise[d];
+      norm += static_cast<double>(out[r * dim + d]) * out[r * dim + d];
+    }
+    const float inv = static_cast<float>(1.0 / std::sqrt(norm));
+    for (int d = 0; d < dim; ++d) out[r * dim + d] *= inv;
+  }
+}
+
+int ChildFaiss(int64_t ndb, int64_t nq, int threads, int k, int dim, int clusters) {
+  SetThreads(threads);
+  DescriptorMatrix db(ndb, dim), q(nq, dim);
+  if (clusters > 0) {
+    FillClustered(clusters, 31, 0, ndb, dim, db.data());
+    FillClustered(clusters, 32, 0, nq, dim, q.data());
+  } else {
+    FillUnitRows(31, 0, ndb, dim, db.data());
+    FillUnitRows(32, 0, nq, dim, q.data());
+  }
+  SearchOptions options;
+  options.num_neighbors = k;
+  options.num_threads = threads;
+  options.min_score = -1.0f;
+  Timer t;
+  const SearchResult exact = Search(q, db, options);
+  const double exact_s = t.ElapsedSeconds();
+  std::ostringstream e;
+  e << "ndb=" << ndb << " nq=" << nq << " k=" << k << " dim=" << dim << " clusters=" << clusters;
+  PrintResult("exact", exact_s, e.str());
+  if (!IsFaissAvailable()) return 0;
+  struct Config {
+    SearchBackend backend;
+    int param;
+  };
+  for (const Config& c : {Config{SearchBackend::kFaissIvf, 8}, Config{SearchBackend::kFaissIvf, 32},
+                          Config{SearchBackend::kFaissIvf, 128}, Config{SearchBackend::kFaissHnsw, 64},
+                          Config{SearchBackend::kFaissHnsw, 256}}) {
+    SearchOptions o = options;
+    o.backend = c.backend;
+    if (c.backend == SearchBackend::kFaissIvf) o.ivf_num_probes = c.param;
+    if (c.backend == SearchBackend::kFaissHnsw) o.hnsw_ef_search = c.param;
+    SearchStats stats;
+    Timer ta;
+    const SearchResult approx = Search(q, db, o, nullptr, nullptr, &stats);
+    const double seconds = ta.ElapsedSeconds();
+    std::ostringstream extra;
+    extra << e.str() << " param=" << c.param << " build_s=" << stats.build_seconds
+          << " search_s=" << stats.gemm_seconds << " recall_at_k=" << RecallAtK(exact, approx);
+    PrintResult(SearchBackendToString(c.backend), seconds, extra.str());
+  }
   return 0;
 }
 
@@ -294,9 +408,13 @@ int main(int argc, char** argv) {
   if (mode == "child") {
     const std::string method = Arg(argc, argv, 2, "");
     if (method == "gemm") return ChildGemm(std::stoi(Arg(argc, argv, 3, "2")));
-    if (method == "ours" || method == "hloc") {
-      return ChildSfm(method, std::stoll(argv[3]), std::stoi(argv[4]), std::stoi(argv[5]),
+    if (method == "ours" || method == "hloc" || method == "ours_h5") {
+      return ChildSfm(method, argv[8], std::stoll(argv[3]), std::stoi(argv[4]), std::stoi(argv[5]),
                       std::stoi(argv[6]), ParseByteSize(argv[7]));
+    }
+    if (method == "faiss") {
+      return ChildFaiss(std::stoll(argv[3]), std::stoll(argv[4]), std::stoi(argv[5]),
+                        std::stoi(argv[6]), std::stoi(argv[7]), std::stoi(argv[8]));
     }
     if (method == "stream") {
       return ChildStream(std::stoll(argv[3]), std::stoll(argv[4]), std::stoi(argv[5]),
@@ -315,9 +433,27 @@ int main(int argc, char** argv) {
     const std::string k = Arg(argc, argv, 4, "50");
     const std::string dim = Arg(argc, argv, 5, "8448");
     const std::string mem = Arg(argc, argv, 6, "1GiB");
-    int rc = RunChild({"ours", n, threads, k, dim, mem});
-    rc |= RunChild({"hloc", n, threads, k, dim, mem});
+    const std::string dir = Arg(argc, argv, 7, "");
+    std::string source = "-";
+    if (!dir.empty()) {
+      CreateDirectories(dir);
+      source = JoinPaths(dir, "sfm_" + n + "_" + dim + ".h5");
+      WriteH5(source, "images/", std::stoll(n), std::stoi(dim), 7);
+    }
+    const std::string methods = Arg(argc, argv, 8, "ours,hloc,ours_h5");
+    int rc = 0;
+    std::stringstream list(methods);
+    std::string method;
+    while (std::getline(list, method, ',')) {
+      if (method == "ours_h5" && source == "-") continue;
+      rc |= RunChild({method, n, threads, k, dim, mem, source});
+    }
     return rc == 0 ? 0 : 1;
+  }
+  if (mode == "faiss") {
+    return RunChild({"faiss", Arg(argc, argv, 2, "50000"), Arg(argc, argv, 3, "500"),
+                     Arg(argc, argv, 4, "2"), Arg(argc, argv, 5, "50"), Arg(argc, argv, 6, "8448"),
+                     Arg(argc, argv, 7, "0")});
   }
   if (mode == "stream") {
     return RunChild({"stream", Arg(argc, argv, 2, "1000000"), Arg(argc, argv, 3, "1000"),
