@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "lamar_eval/evaluation.h"
+#include "lamar_eval/localize.h"
+#include "lamar_eval/pairs.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "tools/option_manager.h"
@@ -82,6 +84,129 @@ int RunEvaluateStep(int argc, char** argv) {
   });
 }
 
+
+std::vector<std::string> SplitCommaList(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    if (!item.empty()) items.push_back(item);
+  }
+  return items;
+}
+
+int RunPairsStep(int argc, char** argv) {
+  lamar::LamarPairsOptions options;
+  bool skip_mapping = false;
+  po::options_description description("Options");
+  description.add_options()
+      ("capture_path", po::value<std::string>(&options.capture_path)->required(),
+       "Root holding <SCENE>/sessions/<session_id>/.")
+      ("scene", po::value<std::string>(&options.scene)->required(), "Scene (CAB, HGE, LIN, ...).")
+      ("outputs", po::value<std::string>(&options.outputs)->required(),
+       "Output root: reads <outputs>/<SCENE>/extraction/, writes <outputs>/<SCENE>/pair_selection/.")
+      ("ref_id", po::value<std::string>(&options.ref_id)->default_value("map"), "Map session.")
+      ("query_id", po::value<std::string>(&options.query_id)->default_value(""),
+       "Query session (e.g. query_val_hololens); empty = mapping pairs only.")
+      ("method_name", po::value<std::string>(&options.method.name)->default_value("megaloc"),
+       "Retrieval method name (extraction/<session>/<name>/, pair config names).")
+      ("resize_max", po::value<int>(&options.method.resize_max)->default_value(1024),
+       "resize_max recorded in the method dict (must match the extraction).")
+      ("num_pairs_loc", po::value<int>(&options.num_pairs_loc)->default_value(10),
+       "Query->map pairs per query image.")
+      ("num_pairs_map", po::value<int>(&options.num_pairs_map)->default_value(10),
+       "Map->map pairs per map image (after the frustum and pose filters).")
+      ("skip_mapping_pairs", po::bool_switch(&skip_mapping),
+       "Do not compute the map->map pairs.")
+      ("proxy_top_k", po::value<int>(&options.proxy_top_k)->default_value(10),
+       "Retrieval proxy: top-k considered.")
+      ("proxy_max_rotation", po::value<double>(&options.proxy_max_rotation_deg)->default_value(45.0),
+       "Retrieval proxy: rotation threshold (degrees).")
+      ("proxy_max_translation",
+       po::value<double>(&options.proxy_max_translation_m)->default_value(5.0),
+       "Retrieval proxy: camera-centre distance threshold (metres).");
+  po::variables_map vm;
+  const ParseResult parsed = ParseCommandLine(
+      "lamar_eval pairs",
+      "Map->map pairs (frustum + pose filters, 250 nearest, top-k) and query->map pairs (top-k per "
+      "query image, rigs expanded) from MegaLoc descriptors, in LaMAR's pair_selection layout.",
+      description, argc, argv, &vm);
+  if (parsed == ParseResult::kHelp) return EXIT_SUCCESS;
+  if (parsed == ParseResult::kError) return EXIT_FAILURE;
+  return RunCommandGuarded([&]() {
+    options.mapping_pairs = !skip_mapping;
+    const lamar::LamarPairsStats stats = lamar::RunLamarPairs(options);
+    if (!stats.mapping_dir.empty()) {
+      std::cout << "Mapping pairs: " << stats.mapping.num_pairs << " pairs for "
+                << stats.mapping.num_query_images << " images (" << stats.mapping.num_candidates
+                << " candidates after filters) -> " << stats.mapping_dir << "\n";
+    }
+    if (!stats.localization_dir.empty()) {
+      std::cout << "Localization pairs: " << stats.localization.num_pairs << " pairs for "
+                << stats.localization.num_query_images << " query images -> "
+                << stats.localization_dir << "\n";
+    }
+    if (stats.has_proxy) {
+      std::cout << "Retrieval proxy (not a benchmark metric): " << std::fixed
+                << std::setprecision(2) << stats.proxy.Percent() << std::defaultfloat << " % of "
+                << stats.proxy.num_query_images << " query images have a map image within "
+                << stats.proxy.max_rotation_deg << " deg / " << stats.proxy.max_translation_m
+                << " m in their top " << stats.proxy.top_k << "\n";
+    }
+    std::cout << std::flush;
+    return EXIT_SUCCESS;
+  });
+}
+
+int RunLocalizeStep(int argc, char** argv) {
+  lamar::LocalizeOptions options;
+  po::options_description description("Options");
+  description.add_options()
+      ("capture_path", po::value<std::string>(&options.capture_path)->required(),
+       "Root holding <SCENE>/sessions/<session_id>/.")
+      ("scene", po::value<std::string>(&options.scene)->required(), "Scene (CAB, HGE, LIN, ...).")
+      ("outputs", po::value<std::string>(&options.outputs)->required(),
+       "Output root (reads pair_selection/, writes native_localization/).")
+      ("ref_id", po::value<std::string>(&options.ref_id)->default_value("map"), "Map session.")
+      ("query_id", po::value<std::string>(&options.query_id)->required(), "Query session.")
+      ("method_name", po::value<std::string>(&options.method.name)->default_value("megaloc"),
+       "Retrieval method name of the pairs.")
+      ("num_pairs_loc", po::value<int>(&options.num_pairs_loc)->default_value(10),
+       "Names the query->map pair directory (<method>-<k>).")
+      ("num_pairs_map", po::value<int>(&options.num_pairs_map)->default_value(10),
+       "Names the map->map pair directory (<method>-<k>_frustum_pose-120-20-250).")
+      ("colmap_path", po::value<std::string>(&options.colmap_path)->default_value(""),
+       "COLMAP executable (default: the one found at build time).")
+      ("num_threads", po::value<int>(&options.num_threads)->default_value(-1),
+       "COLMAP SIFT threads (-1 = all cores).")
+      ("max_image_size", po::value<int>(&options.max_image_size)->default_value(3200),
+       "SiftExtraction.max_image_size.")
+      ("max_num_features", po::value<int>(&options.max_num_features)->default_value(8192),
+       "SiftExtraction.max_num_features.")
+      ("min_num_inliers", po::value<int>(&options.min_num_inliers)->default_value(30),
+       "Mapper.abs_pose_min_num_inliers for the query registration.")
+      ("overwrite", po::bool_switch(&options.overwrite), "Recompute every stage.");
+  po::variables_map vm;
+  const ParseResult parsed = ParseCommandLine(
+      "lamar_eval localize",
+      "Native localization with COLMAP 3.8 (SIFT, map triangulated with its known poses, queries "
+      "registered with image_registrator) on the pairs of `lamar_eval pairs`. A DIFFERENT "
+      "PROTOCOL from the paper's (SuperPoint+SuperGlue, pycolmap): numbers are not comparable.",
+      description, argc, argv, &vm);
+  if (parsed == ParseResult::kHelp) return EXIT_SUCCESS;
+  if (parsed == ParseResult::kError) return EXIT_FAILURE;
+  return RunCommandGuarded([&]() {
+    const lamar::LocalizeStats stats = lamar::RunLocalization(options);
+    std::cout << "Localized " << stats.num_localized_keys << " of " << stats.num_query_keys
+              << " queries (" << stats.num_registered_images << " of " << stats.num_query_images
+              << " query images registered; map: " << stats.num_map_images << " images, "
+              << stats.num_points3d << " points) in " << std::fixed << std::setprecision(1)
+              << stats.seconds << std::defaultfloat << " s\nWrote " << stats.poses_path
+              << std::endl;
+    return EXIT_SUCCESS;
+  });
+}
+
 }  // namespace
 
 int RunLamarEval(int argc, char** argv) {
@@ -92,6 +217,8 @@ int RunLamarEval(int argc, char** argv) {
   }
   const std::string step = argv[1];
   if (step == "evaluate") return RunEvaluateStep(argc - 1, argv + 1);
+  if (step == "pairs") return RunPairsStep(argc - 1, argv + 1);
+  if (step == "localize") return RunLocalizeStep(argc - 1, argv + 1);
   std::cerr << "ERROR: megaloc lamar_eval: unknown step '" << step
             << "' (expected extract, pairs, localize or evaluate)" << std::endl;
   return EXIT_FAILURE;
