@@ -11,6 +11,7 @@
 #include "megaloc/retrieval/pairs_from_retrieval.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
+#include "megaloc/util/sha256.h"
 #include "megaloc/util/string_utils.h"
 #include "megaloc/util/timer.h"
 #include "plugin/colmap_database.h"
@@ -43,6 +44,31 @@ int64_t CountOccurrences(const std::string& path, const std::string& needle) {
   return count;
 }
 
+// With everything cached, the extraction library (which checks a cache against the model and
+// preprocessing before appending) is not called: check the provenance attributes here, so that
+// descriptors of another model or preprocessing are never matched silently.
+void CheckCacheProvenance(const ColmapMatcherOptions& options, const std::string& path) {
+  const auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kRead);
+  if (file->HasAttribute(kAttrPreprocessing)) {
+    const std::string stored = file->GetAttribute(kAttrPreprocessing);
+    const std::string wanted = options.preprocessing.ToString();
+    if (stored != wanted) {
+      MEGALOC_THROW(FormatError, path << ": the cached descriptors were made with preprocessing '" << stored
+                                      << "', this run asks for '" << wanted
+                                      << "'. Use another --descriptors file or matching resize options.");
+    }
+  }
+  if (file->HasAttribute(kAttrWeightsSha256)) {
+    const std::string stored = file->GetAttribute(kAttrWeightsSha256);
+    const std::string wanted = Sha256File(options.model.weights_path);
+    if (!stored.empty() && stored != wanted) {
+      MEGALOC_THROW(FormatError, path << ": the cached descriptors were made with other weights (sha256 " << stored
+                                      << ", --weights_path " << options.model.weights_path << " has " << wanted
+                                      << "). Use another --descriptors file.");
+    }
+  }
+}
+
 }  // namespace
 
 bool ColmapMatcherOptions::Check() const {
@@ -51,6 +77,7 @@ bool ColmapMatcherOptions::Check() const {
   CHECK_OPTION_GE(num_matched, 1);
   CHECK_OPTION_GE(sequential_overlap, 0);
   CHECK_OPTION_GE(batch_size, 1);
+  CHECK_OPTION_GE(num_workers, 1);
   CHECK_OPTION(!colmap_path.empty());
   CHECK_OPTION(use_gpu == -1 || use_gpu == 0 || use_gpu == 1);
   CHECK_OPTION(num_threads == -1 || num_threads >= 1);
@@ -205,18 +232,24 @@ ColmapMatcherStats MatchColmapDatabase(const ColmapMatcherOptions& options, cons
     stats.extraction_seconds = extraction_timer.ElapsedSeconds();
   }
 
+  if (to_extract.empty() && !options.model.weights_path.empty() && FileExists(stats.descriptors_path)) {
+    CheckCacheProvenance(options, stats.descriptors_path);
+  }
+
   // 4. Retrieval + sequential pairs over every image that has a descriptor now.
   Timer retrieval_timer;
   std::vector<std::string> usable;
   {
+    const std::set<std::string> skipped(stats.skipped_images.begin(), stats.skipped_images.end());
     const auto file = DescriptorFile::Open(stats.descriptors_path, DescriptorFile::Mode::kRead);
     for (const std::string& name : names) {
       if (file->Has(name)) {
         usable.push_back(name);
-      } else if (std::find(stats.skipped_images.begin(), stats.skipped_images.end(), name) ==
-                 stats.skipped_images.end()) {
-        MEGALOC_THROW(IoError, stats.descriptors_path << ": no descriptor for '" << name
-                                                      << "' after extraction");
+      } else if (skipped.count(name) == 0) {
+        if (!options.skip_missing_images) {
+          MEGALOC_THROW(IoError, stats.descriptors_path << ": no descriptor for '" << name << "' after extraction");
+        }
+        stats.skipped_images.push_back(name);  // extraction failed for it (reported by the extractor)
       }
     }
   }

@@ -47,8 +47,12 @@ struct ColmapMatcherOptions {
   // Model used when images need extraction (required then). See ModelOptions.
   ModelOptions model;
   PreprocessingOptions preprocessing;
-  // Images decoded per forward pass during extraction (same-size images are batched).
+  // Images per forward pass during extraction (same-size images are batched).
   int batch_size = 1;
+  // Image decoding threads during extraction.
+  int num_workers = 2;
+  // Cache dtype for new descriptors: float16 (hloc's default) or float32.
+  bool as_half = true;
   // Images in the database that are neither on disk nor in the cache: error (default) or skip them
   // (they get no pairs; reported in the stats).
   bool skip_missing_images = false;

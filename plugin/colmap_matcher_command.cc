@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/string_utils.h"
 #include "plugin/colmap_matcher.h"
@@ -25,12 +26,28 @@ void PrintNames(const std::string& title, const std::vector<std::string>& names,
   std::cout << "\n";
 }
 
+// --weights_path, else $MEGALOC_WEIGHTS, else ~/.cache/megaloc/model.safetensors if it exists (as
+// `megaloc extract`), else "" (fine when every image is cached).
+std::string DefaultWeightsPath() {
+  const char* env = std::getenv("MEGALOC_WEIGHTS");
+  if (env != nullptr && *env != '\0') return env;
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && *home != '\0') {
+    const std::string cached = JoinPaths(JoinPaths(home, ".cache/megaloc"), "model.safetensors");
+    if (FileExists(cached)) return cached;
+  }
+  return "";
+}
+
 }  // namespace
 
 int RunColmapMatcher(int argc, char** argv) {
   ColmapMatcherOptions options;
-  std::string resize = "resize_max";
   std::string extra_args;
+  std::vector<int> resize;
+  int resize_max = 1024;
+  bool native = false;
+  int as_half = 1;
   int use_gpu = -1;
   int skip_missing = 0;
 
@@ -44,8 +61,9 @@ int RunColmapMatcher(int argc, char** argv) {
       ("num_matched", po::value<int>(&options.num_matched)->required(),
        "Images retrieved per image (like VocabTreeMatching.num_images; clamped to #images - 1).")
       ("weights_path", po::value<std::string>(&options.model.weights_path),
-       "MegaLoc checkpoint (model.safetensors or megaloc.torch). Needed only when some image has "
-       "no descriptor in the cache yet.")
+       "MegaLoc checkpoint (model.safetensors or megaloc.torch), needed only when some image has "
+       "no descriptor in the cache yet. Default: $MEGALOC_WEIGHTS, then "
+       "~/.cache/megaloc/model.safetensors.")
       ("descriptors", po::value<std::string>(&options.descriptors_path),
        "Descriptor cache, an hloc global-descriptor HDF5 file: images already in it are not "
        "extracted again, new ones are appended. Default: <database>.megaloc.h5 next to the "
@@ -75,15 +93,15 @@ int RunColmapMatcher(int argc, char** argv) {
        "Extraction device: cpu, cuda, cuda:N or auto.")
       ("batch_size", po::value<int>(&options.batch_size)->default_value(1),
        "Images per forward pass during extraction (same-size images are batched).")
-      ("resize", po::value<std::string>(&resize)->default_value("resize_max"),
-       "Extraction preprocessing: resize_max (hloc's megaloc conf, longest side --resize_max), "
-       "fixed (--width x --height, the paper's 322x322) or native.")
-      ("resize_max", po::value<int>(&options.preprocessing.resize_max)->default_value(1024),
-       "Longest image side for --resize resize_max.")
-      ("width", po::value<int>(&options.preprocessing.width)->default_value(322),
-       "Width for --resize fixed.")
-      ("height", po::value<int>(&options.preprocessing.height)->default_value(322),
-       "Height for --resize fixed.");
+      ("num_workers", po::value<int>(&options.num_workers)->default_value(2),
+       "Image decoding threads during extraction.")
+      ("as_half", po::value<int>(&as_half)->default_value(1),
+       "Cache dtype: 1 = float16 (hloc's default), 0 = float32.")
+      ("resize_max", po::value<int>(&resize_max)->default_value(1024),
+       "Extraction: downscale so the longest side is at most this (hloc's megaloc conf).")
+      ("resize", po::value<std::vector<int>>(&resize)->multitoken(),
+       "Extraction: resize every image to W H (e.g. 322 322, the paper's evaluation size).")
+      ("native", po::bool_switch(&native), "Extraction: no resize (the authors' default path).");
 
   po::variables_map vm;
   switch (ParseCommandLine("colmap_matcher",
@@ -102,15 +120,28 @@ int RunColmapMatcher(int argc, char** argv) {
   }
 
   return RunCommandGuarded([&]() {
-    if (resize == "resize_max") {
-      options.preprocessing.mode = ResizeMode::kResizeMax;
-    } else if (resize == "fixed") {
+    const int num_resize_modes =
+        (!vm["resize_max"].defaulted() ? 1 : 0) + (vm.count("resize") ? 1 : 0) + (native ? 1 : 0);
+    if (num_resize_modes > 1) {
+      MEGALOC_THROW(InvalidArgument, "use only one of --resize_max, --resize W H and --native");
+    }
+    if (vm.count("resize")) {
+      if (resize.size() != 2 || resize[0] <= 0 || resize[1] <= 0) {
+        MEGALOC_THROW(InvalidArgument, "--resize expects two positive integers W H");
+      }
       options.preprocessing.mode = ResizeMode::kFixed;
-    } else if (resize == "native") {
+      options.preprocessing.width = resize[0];
+      options.preprocessing.height = resize[1];
+    } else if (native) {
       options.preprocessing.mode = ResizeMode::kNative;
     } else {
-      MEGALOC_THROW(InvalidArgument, "--resize must be resize_max, fixed or native, got '" << resize << "'");
+      if (resize_max <= 0) MEGALOC_THROW(InvalidArgument, "--resize_max must be positive");
+      options.preprocessing.mode = ResizeMode::kResizeMax;
+      options.preprocessing.resize_max = resize_max;
     }
+    if (as_half != 0 && as_half != 1) MEGALOC_THROW(InvalidArgument, "--as_half expects 1 or 0");
+    options.as_half = as_half == 1;
+    if (options.model.weights_path.empty()) options.model.weights_path = DefaultWeightsPath();
     if (use_gpu < -1 || use_gpu > 1) MEGALOC_THROW(InvalidArgument, "--use_gpu must be -1, 0 or 1");
     if (skip_missing != 0 && skip_missing != 1) MEGALOC_THROW(InvalidArgument, "--skip_missing_images must be 0 or 1");
     if (options.num_matched < 1) MEGALOC_THROW(InvalidArgument, "--num_matched must be >= 1");
