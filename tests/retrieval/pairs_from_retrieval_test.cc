@@ -99,18 +99,24 @@ TEST_P(PairsFromRetrievalTest, SelfRetrievalMatchesReference) {
   std::vector<std::string> names = Names("seqA/", 30);
   for (const auto& n : Names("seqB/", 25)) names.push_back(n);
   const auto desc = WriteFile(path, names, 40, GetParam(), 1);
-  for (int64_t memory_limit : {int64_t{1} << 30, int64_t{20000}}) {
+  for (int64_t memory_limit : {int64_t{1} << 30, int64_t{20000}, int64_t{60000}}) {
+   for (bool cache : {true, false}) {
     PairsFromRetrievalOptions options;
     options.descriptors_path = path;
     options.search.num_neighbors = 5;
     options.search.memory_limit = memory_limit;
+    options.cache_database = cache;
     const RetrievalPairs result = PairsFromRetrieval(options);
+    SCOPED_TRACE(::testing::Message() << "memory_limit " << memory_limit << " cache " << cache);
+    // float16 database (55 x 40 x 2 bytes = 4400) cached when allowed and within half the budget.
+    EXPECT_EQ(result.stats.database_cached, cache && GetParam() == DescriptorDtype::kFloat16);
     ExpectSamePairs(result.pairs, Reference(desc, desc, 5, 0.0f));
     EXPECT_EQ(result.stats.num_queries, 55);
     EXPECT_EQ(result.stats.num_db, 55);
     EXPECT_EQ(result.stats.dim, 40);
     EXPECT_LE(result.stats.search.working_bytes, memory_limit);
     for (const auto& p : result.pairs) EXPECT_NE(p.pair.name1, p.pair.name2);
+   }
   }
 }
 
@@ -142,6 +148,8 @@ TEST(PairsFromRetrieval, PrefixesListsAndDbFiles) {
   RetrievalPairs result = PairsFromRetrieval(options);
   ExpectSamePairs(result.pairs, Reference(q, db_all, 3, -1.0f));
   EXPECT_EQ(result.stats.num_duplicate_db_names, 2);
+  // The float32 shard is not representable in float16: streamed, never rounded.
+  EXPECT_FALSE(result.stats.database_cached);
   EXPECT_EQ(result.stats.num_db, 22);
 
   // Several prefixes; the query and db prefixes filter independently.

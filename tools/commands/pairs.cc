@@ -133,6 +133,12 @@ int RunPairs(int argc, char** argv) {
                 << ", " << stats.search.num_db_passes << " database pass(es), buffers "
                 << FormatBytes(static_cast<double>(stats.search.working_bytes)) << ")";
     }
+    if (options.search.backend == SearchBackend::kExact) {
+      std::cout << "\nDatabase:         "
+                << (stats.database_cached
+                        ? "cached in RAM as float16 (read in " + std::to_string(stats.cache_seconds) + " s)"
+                        : std::string("streamed from the HDF5 file(s) in blocks"));
+    }
     std::cout << "\nPeak memory:      " << FormatBytes(static_cast<double>(PeakResidentMemoryBytes()))
               << std::endl;
     return EXIT_SUCCESS;

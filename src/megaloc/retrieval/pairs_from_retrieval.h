@@ -49,6 +49,12 @@ struct PairsFromRetrievalOptions {
   std::string db_list_path;
   // Write each unordered pair once (first orientation).
   bool unique = false;
+  // Keep the database in RAM as float16 (2 bytes per value, read from the files once) when it
+  // takes at most half of search.memory_limit and every value is a float16 (float16 files; float32
+  // files are streamed, never rounded); the search then gets the rest of the budget.
+  // Otherwise (or when false) the database is streamed from the HDF5 files block by block, which
+  // re-reads it once per query block (self-retrieval: once per block row).
+  bool cache_database = true;
   // k (num_neighbors = hloc's num_matched), min_score, memory_limit, threads, backend.
   SearchOptions search;
 
@@ -62,7 +68,9 @@ struct PairsStats {
   int64_t num_queries_without_pairs = 0;  // queries that appear in no output pair
   int64_t num_duplicate_db_names = 0;     // names in several db files (the last file wins)
   int dim = 0;
+  bool database_cached = false;           // the database was held in RAM as float16
   double list_seconds = 0.0;              // opening files, listing and selecting names
+  double cache_seconds = 0.0;             // reading the database into the float16 cache
   double total_seconds = 0.0;
   SearchStats search;
 };
@@ -119,6 +127,24 @@ class HdfDescriptorSource : public DescriptorSource {
   std::vector<std::string> names_;
   std::vector<int> file_index_;
   int dim_ = 0;
+};
+
+// Descriptors held in RAM as IEEE binary16 bit patterns (row-major), converted to float32 per block.
+class HalfMatrixSource : public DescriptorSource {
+ public:
+  HalfMatrixSource(std::vector<uint16_t> data, int64_t num_rows, int dim);
+  int64_t NumRows() const override { return num_rows_; }
+  int Dim() const override { return dim_; }
+  void ReadRows(int64_t begin, int64_t count, float* out) const override;
+
+  // Reads every row of `source`; nullptr if some value is not exactly representable in float16
+  // (e.g. a float32 descriptor), so that caching never changes a score.
+  static std::unique_ptr<HalfMatrixSource> FromHdf(const HdfDescriptorSource& source);
+
+ private:
+  std::vector<uint16_t> data_;
+  int64_t num_rows_;
+  int dim_;
 };
 
 // The whole pipeline on HDF5 files; returns the pairs (not written).
