@@ -506,3 +506,74 @@ TEST(DescriptorStore, SecondWriterIsRefused) {
 
 }  // namespace
 }  // namespace megaloc
+
+namespace megaloc {
+namespace {
+
+hid_t CreateLatestFormatFile(const std::string& path) {
+  const hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);  // like h5py libver="latest"
+  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
+  return file;
+}
+
+// Files written by hloc (h5py, libver="latest": superblock v3 with "open for writing" flags):
+// appending to them, then being killed, leaves a file every HDF5 program still opens; a file left
+// with the flags set by another killed writer is still readable and appendable here.
+TEST(DescriptorStore, SuperblockV3WriteFlags) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  const std::string dir = TempDir();
+  const std::vector<float> v = RandomUnitVector(32, 21);
+  const std::string ours = JoinPaths(dir, "v3_ours.h5");
+  ASSERT_GE(H5Fclose(CreateLatestFormatFile(ours)), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    try {
+      auto file = DescriptorFile::Open(ours, DescriptorFile::Mode::kAppend);
+      file->Write("a.jpg", v.data(), 32, 1, 1);
+      file->Flush();
+      raise(SIGKILL);
+    } catch (...) {
+    }
+    _exit(2);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  // Plain HDF5 (default driver, as h5py) opens it.
+  hid_t plain = H5Fopen(ours.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  EXPECT_GE(plain, 0) << "superblock flags reached the disk";
+  if (plain >= 0) H5Fclose(plain);
+  EXPECT_TRUE(DescriptorFile::Open(ours, DescriptorFile::Mode::kRead)->Has("a.jpg"));
+
+  // Another tool's writer killed with the flags set.
+  const std::string theirs = JoinPaths(dir, "v3_theirs.h5");
+  ASSERT_GE(H5Fclose(CreateLatestFormatFile(theirs)), 0);
+  pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const hid_t file = H5Fopen(theirs.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Fflush(file, H5F_SCOPE_GLOBAL);
+    raise(SIGKILL);
+    _exit(2);
+  }
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  plain = H5Fopen(theirs.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  EXPECT_LT(plain, 0) << "expected HDF5 to refuse the flagged file";
+  if (plain >= 0) H5Fclose(plain);
+  EXPECT_TRUE(DescriptorFile::Open(theirs, DescriptorFile::Mode::kRead)->ListNames().empty());
+  {
+    auto file = DescriptorFile::Open(theirs, DescriptorFile::Mode::kAppend);
+    file->Write("b.jpg", v.data(), 32, 1, 1);
+  }
+  plain = H5Fopen(theirs.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  EXPECT_GE(plain, 0);  // closed cleanly by our writer: flags cleared
+  if (plain >= 0) H5Fclose(plain);
+  EXPECT_TRUE(DescriptorFile::Open(theirs, DescriptorFile::Mode::kRead)->Has("b.jpg"));
+}
+
+}  // namespace
+}  // namespace megaloc

@@ -210,8 +210,9 @@ std::unique_ptr<DescriptorFile> DescriptorFile::Open(const std::string& path, Mo
 
 void DescriptorFile::OpenHandle(bool create) {
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
-  // Writers go through the journaling driver: every flush is atomic (see journal_vfd.h).
-  if (mode_ != Mode::kRead) internal::SetJournalDriver(fapl.get());
+  // Through the journaling driver: every flush of a writer is atomic, and "open for writing"
+  // superblock flags left by killed writers do not block opening (see journal_vfd.h).
+  internal::SetJournalDriver(fapl.get());
   if (create) {
     // Default (earliest) format bounds: superblock v0 has no "file open for writing" flag, so a
     // killed writer does not leave a file that HDF5 refuses to reopen.
@@ -234,6 +235,7 @@ void DescriptorFile::OpenHandle(bool create) {
   }
   file_id_ = H5Fopen(path_.c_str(), mode_ == Mode::kRead ? H5F_ACC_RDONLY : H5F_ACC_RDWR,
                      fapl.get());
+
   if (file_id_ < 0) {
     if (mode_ != Mode::kRead && access(path_.c_str(), W_OK) != 0) {
       MEGALOC_THROW(IoError, path_ << ": cannot open the HDF5 file for writing (permission denied)");

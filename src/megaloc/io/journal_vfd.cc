@@ -87,6 +87,70 @@ void SyncDirectoryOf(const std::string& path) {
   }
 }
 
+// Jenkins' lookup3 "hashlittle" (byte-wise), the checksum of HDF5 metadata (superblock v2/v3).
+uint32_t Lookup3(const unsigned char* k, size_t length, uint32_t initval) {
+  auto rot = [](uint32_t x, int r) { return (x << r) | (x >> (32 - r)); };
+  uint32_t a, b, c;
+  a = b = c = 0xdeadbeefu + static_cast<uint32_t>(length) + initval;
+  while (length > 12) {
+    a += k[0] + (static_cast<uint32_t>(k[1]) << 8) + (static_cast<uint32_t>(k[2]) << 16) +
+         (static_cast<uint32_t>(k[3]) << 24);
+    b += k[4] + (static_cast<uint32_t>(k[5]) << 8) + (static_cast<uint32_t>(k[6]) << 16) +
+         (static_cast<uint32_t>(k[7]) << 24);
+    c += k[8] + (static_cast<uint32_t>(k[9]) << 8) + (static_cast<uint32_t>(k[10]) << 16) +
+         (static_cast<uint32_t>(k[11]) << 24);
+    a -= c; a ^= rot(c, 4);  c += b;
+    b -= a; b ^= rot(a, 6);  a += c;
+    c -= b; c ^= rot(b, 8);  b += a;
+    a -= c; a ^= rot(c, 16); c += b;
+    b -= a; b ^= rot(a, 19); a += c;
+    c -= b; c ^= rot(b, 4);  b += a;
+    length -= 12;
+    k += 12;
+  }
+  switch (length) {
+    case 12: c += static_cast<uint32_t>(k[11]) << 24; [[fallthrough]];
+    case 11: c += static_cast<uint32_t>(k[10]) << 16; [[fallthrough]];
+    case 10: c += static_cast<uint32_t>(k[9]) << 8; [[fallthrough]];
+    case 9: c += k[8]; [[fallthrough]];
+    case 8: b += static_cast<uint32_t>(k[7]) << 24; [[fallthrough]];
+    case 7: b += static_cast<uint32_t>(k[6]) << 16; [[fallthrough]];
+    case 6: b += static_cast<uint32_t>(k[5]) << 8; [[fallthrough]];
+    case 5: b += k[4]; [[fallthrough]];
+    case 4: a += static_cast<uint32_t>(k[3]) << 24; [[fallthrough]];
+    case 3: a += static_cast<uint32_t>(k[2]) << 16; [[fallthrough]];
+    case 2: a += static_cast<uint32_t>(k[1]) << 8; [[fallthrough]];
+    case 1: a += k[0]; break;
+    case 0: return c;
+  }
+  c ^= b; c -= rot(b, 14);
+  a ^= c; a -= rot(c, 11);
+  b ^= a; b -= rot(a, 25);
+  c ^= b; c -= rot(b, 16);
+  a ^= c; a -= rot(c, 4);
+  b ^= a; b -= rot(a, 14);
+  c ^= b; c -= rot(b, 24);
+  return c;
+}
+
+// Superblocks v3 (files written with libver "latest", e.g. by hloc/h5py) carry "open for writing"
+// flags that HDF5 sets while a writer has the file open; a killed writer would leave them set and
+// every later open would fail. This driver never lets them reach the disk, and clears them when
+// reading (we hold an exclusive lock instead), fixing the superblock checksum. `data` holds bytes
+// [addr, addr + size) of the file.
+void ClearSuperblockWriteFlags(unsigned char* data, uint64_t addr, size_t size) {
+  static const unsigned char kSignature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  if (addr != 0 || size < 12 || std::memcmp(data, kSignature, 8) != 0 || data[8] < 2) return;
+  if (data[11] == 0) return;
+  data[11] = 0;
+  const size_t offsets = data[9];
+  const size_t checksum_at = 12 + 4 * offsets;
+  if (size >= checksum_at + 4) {
+    const uint32_t checksum = Lookup3(data, checksum_at, 0);
+    std::memcpy(data + checksum_at, &checksum, 4);  // little-endian host (x86-64, aarch64)
+  }
+}
+
 struct Page {
   unsigned char data[kPageSize];
   uint64_t valid = 0;  // bytes of the page that exist (file content or written)
@@ -288,11 +352,8 @@ herr_t DriverGetHandle(H5FD_t* file, hid_t, void** handle) {
   return 0;
 }
 
-herr_t DriverRead(H5FD_t* file, H5FD_mem_t, hid_t, haddr_t addr, size_t size, void* buffer) {
-  auto* f = reinterpret_cast<JournalFile*>(file);
-  if (addr == HADDR_UNDEF) return -1;
-  auto* out = static_cast<unsigned char*>(buffer);
-  if (f->overlay.empty()) return ReadAll(f->fd, out, size, addr) ? 0 : -1;
+bool RawRead(JournalFile* f, haddr_t addr, size_t size, unsigned char* out) {
+  if (f->overlay.empty()) return ReadAll(f->fd, out, size, addr);
   while (size > 0) {
     const uint64_t index = addr / kPageSize;
     const uint64_t in_page = addr % kPageSize;
@@ -305,11 +366,30 @@ herr_t DriverRead(H5FD_t* file, H5FD_mem_t, hid_t, haddr_t addr, size_t size, vo
       const auto next = f->overlay.upper_bound(index);
       const uint64_t limit = next == f->overlay.end() ? UINT64_MAX : next->first * kPageSize;
       n = static_cast<size_t>(std::min<uint64_t>(size, limit - addr));
-      if (!ReadAll(f->fd, out, n, addr)) return -1;
+      if (!ReadAll(f->fd, out, n, addr)) return false;
     }
     out += n;
     addr += n;
     size -= n;
+  }
+  return true;
+}
+
+// Largest superblock v2/v3 (8-byte offsets): 12 + 4 * 8 + 4 = 48 bytes.
+constexpr uint64_t kSuperblockBytes = 48;
+
+herr_t DriverRead(H5FD_t* file, H5FD_mem_t, hid_t, haddr_t addr, size_t size, void* buffer) {
+  auto* f = reinterpret_cast<JournalFile*>(file);
+  if (addr == HADDR_UNDEF) return -1;
+  auto* out = static_cast<unsigned char*>(buffer);
+  if (!RawRead(f, addr, size, out)) return -1;
+  if (addr < kSuperblockBytes && size > 0) {
+    // HDF5 may read the superblock in pieces: patch the whole header, copy the overlap.
+    unsigned char head[kSuperblockBytes];
+    if (!RawRead(f, 0, kSuperblockBytes, head)) return -1;
+    ClearSuperblockWriteFlags(head, 0, kSuperblockBytes);
+    const uint64_t end = std::min<uint64_t>(addr + size, kSuperblockBytes);
+    std::memcpy(out, head + addr, end - addr);
   }
   return 0;
 }
@@ -318,6 +398,12 @@ herr_t DriverWrite(H5FD_t* file, H5FD_mem_t, hid_t, haddr_t addr, size_t size, c
   auto* f = reinterpret_cast<JournalFile*>(file);
   if (addr == HADDR_UNDEF || !f->writable) return -1;
   const auto* in = static_cast<const unsigned char*>(buffer);
+  std::vector<unsigned char> superblock;
+  if (addr == 0 && size >= 12) {  // never let "open for writing" flags reach the disk
+    superblock.assign(in, in + size);
+    ClearSuperblockWriteFlags(superblock.data(), addr, size);
+    in = superblock.data();
+  }
   const uint64_t end = addr + size;
   // Pages that hold committed bytes are overlaid; pages entirely beyond are fresh space.
   const uint64_t boundary = (f->committed_size + kPageSize - 1) / kPageSize * kPageSize;

@@ -13,7 +13,15 @@
 //    applies the pages to the file, sets its size, syncs, and deletes the journal.
 // A kill before the journal is complete leaves the committed file untouched (the partial journal is
 // discarded on the next open); a kill after it is complete is repaired by replaying it on the next
-// open (any mode). The file format is plain HDF5: any reader (h5py, hloc) opens it with the default
+// open (any mode).
+//
+// Superblock v3 files (h5py/hloc with libver="latest") carry "file open for writing" flags that
+// HDF5 sets for the whole time a writer has the file open; a writer killed with them set makes the
+// file unopenable for every HDF5 program (until `h5clear -s`). This driver never writes them to
+// disk and ignores them when reading (it holds an flock instead, like HDF5's own file locking),
+// fixing the superblock checksum; so it also opens such files left by other tools.
+//
+// The file format is plain HDF5: any reader (h5py, hloc) opens it with the default
 // driver.
 
 #include <cstdint>
