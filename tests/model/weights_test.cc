@@ -287,3 +287,27 @@ TEST(WeightsTest, TruncatedGarbageAndWrongFormatFilesNameTheFile) {
 }  // namespace
 }  // namespace testing
 }  // namespace megaloc
+
+namespace megaloc {
+namespace testing {
+namespace {
+
+TEST(WeightsTest, PublicConvertAndInfo) {
+  const std::string out = JoinPaths(TempDir(), "v2.safetensors");
+  std::string input_format;
+  const ModelInfo info = ConvertCheckpointToSafetensors(TinyPath("megaloc_tiny_v1.torch"), out,
+                                                        /*num_heads=*/4, &input_format);
+  EXPECT_EQ(input_format, "torch-zip");
+  EXPECT_EQ(info.weights_format, "safetensors");
+  EXPECT_EQ(info.num_parameters, 240313);
+  EXPECT_EQ(info.num_heads, 4);
+  const ModelInfo tiny = ReadCheckpointInfo(TinyPath("megaloc_tiny_v2.safetensors"));
+  EXPECT_EQ(tiny.num_heads, 4);
+  EXPECT_EQ(tiny.descriptor_dim, 48);
+  EXPECT_EQ(tiny.weights_sha256.size(), 64u);
+  EXPECT_THROW(ReadCheckpointInfo(TinyPath("images/test_100x70.png")), FormatError);
+}
+
+}  // namespace
+}  // namespace testing
+}  // namespace megaloc

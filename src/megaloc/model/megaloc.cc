@@ -186,4 +186,23 @@ Eigen::VectorXf MegaLocModel::Extract(const PreprocessedImage& image) {
   return descriptors.row(0).transpose();
 }
 
+ModelInfo ConvertCheckpointToSafetensors(const std::string& input_path,
+                                         const std::string& output_path, int num_heads,
+                                         std::string* input_format) {
+  const ConversionStats stats = ConvertMegaLocCheckpoint(input_path, output_path, num_heads);
+  if (input_format) *input_format = WeightsFormatName(stats.input_format);
+  // Reload the written file with the heads used for the input.
+  if (num_heads <= 0) num_heads = ReadNumHeadsFromConfigJson(input_path);
+  return ReadCheckpointInfo(output_path, num_heads);
+}
+
+ModelInfo ReadCheckpointInfo(const std::string& weights_path, int num_heads) {
+  ModelOptions options;
+  options.weights_path = weights_path;
+  options.num_heads = num_heads;
+  options.device = "cpu";
+  options.num_threads = std::max(1, at::get_num_threads());
+  return MegaLocModel(options).Info();
+}
+
 }  // namespace megaloc

@@ -158,4 +158,17 @@ class MegaLocModel {
   std::unique_ptr<Impl> impl_;
 };
 
+// Converts a MegaLoc checkpoint in any supported form (v1 `.torch` zip, v2 safetensors, keys with
+// a `module.` prefix) into float32 safetensors with the v2 key names, after validating it with the
+// strict loader, then reloads the written file. `num_heads` as in ModelOptions. Returns the info of
+// the written file; `input_format` receives "safetensors" / "torch-zip" if not null. Throws
+// FormatError / IoError naming the file.
+ModelInfo ConvertCheckpointToSafetensors(const std::string& input_path,
+                                         const std::string& output_path,
+                                         int num_heads = -1,
+                                         std::string* input_format = nullptr);
+
+// Loads and validates a checkpoint (strict) on the CPU and returns its architecture and digest.
+ModelInfo ReadCheckpointInfo(const std::string& weights_path, int num_heads = -1);
+
 }  // namespace megaloc

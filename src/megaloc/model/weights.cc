@@ -679,8 +679,13 @@ TensorMap ReadTorchZip(const std::string& path) {
       MEGALOC_THROW(FormatError, path << ": duplicate key '" << item.first->text << "'");
     }
     at::Tensor tensor = ToFloatIfFloating(item.second->tensor);
-    // Own the memory (not a view of a shared storage record).
-    tensors[item.first->text] = tensor.clone();
+    // A tensor that is exactly its storage record keeps that memory; views of a shared or larger
+    // storage get their own copy.
+    const bool owns_record = tensor.data_ptr() != item.second->tensor.data_ptr() ||
+                             (tensor.storage_offset() == 0 &&
+                              tensor.storage().nbytes() ==
+                                  static_cast<size_t>(tensor.numel()) * tensor.element_size());
+    tensors[item.first->text] = owns_record ? tensor : tensor.clone();
   }
   return tensors;
 }

@@ -1,0 +1,120 @@
+// model_bench: CPU time of the full-size MegaLoc forward (random weights; speed does not depend on
+// the values) at a fixed input size.
+//
+//   model_bench [--threads 2] [--size 322] [--batch 1] [--iterations 5] [--bf16] [--fast_agg]
+//               [--openblas_threads N] [--weights_path file]
+//
+// Prints one line per iteration and the median seconds/image. The first (warm-up) call is reported
+// separately. malloc is tuned as in the `megaloc` executable (tools/megaloc.cc).
+
+#include <ATen/autocast_mode.h>
+#include <dlfcn.h>
+#include <malloc.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "megaloc/model/megaloc.h"
+#include "megaloc/model/megaloc_net.h"
+#include "megaloc/model/weights.h"
+#include "megaloc/util/timer.h"
+
+namespace megaloc {
+const char* BlasShimName();  // model_blas_shim.cc
+}  // namespace megaloc
+
+namespace {
+
+int IntArg(int argc, char** argv, const char* name, int fallback) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
+  }
+  return fallback;
+}
+
+bool FlagArg(int argc, char** argv, const char* name) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], name) == 0) return true;
+  }
+  return false;
+}
+
+std::string StringArg(int argc, char** argv, const char* name) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
+  }
+  return "";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
+  const int threads = IntArg(argc, argv, "--threads", 2);
+  const int size = IntArg(argc, argv, "--size", 322);
+  const int batch = IntArg(argc, argv, "--batch", 1);
+  const int iterations = IntArg(argc, argv, "--iterations", 5);
+  const int openblas_threads = IntArg(argc, argv, "--openblas_threads", -1);
+  const bool bf16 = FlagArg(argc, argv, "--bf16");
+  megaloc::ForwardOptions forward_options;
+  forward_options.fast_aggregation = FlagArg(argc, argv, "--fast_agg");
+  at::set_num_threads(threads);
+  if (openblas_threads > 0) {
+    using SetThreads = void (*)(int);
+    auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    if (set) set(openblas_threads);
+    std::printf("openblas_set_num_threads(%d): %s\n", openblas_threads, set ? "ok" : "not found");
+  }
+
+  megaloc::MegaLocNet net(megaloc::NetConfig{});
+  const std::string weights = StringArg(argc, argv, "--weights_path");
+  if (!weights.empty()) {
+    const megaloc::TensorMap canonical =
+        megaloc::CanonicalizeMegaLocKeys(megaloc::ReadTensorFile(weights), weights);
+    megaloc::LoadStateDictStrict(*net, canonical, weights);
+  }
+  net->eval();
+  torch::manual_seed(0);
+  const torch::Tensor input = torch::randn({batch, 3, size, size});
+  std::printf("model_bench: %dx%d, batch %d, %d threads, %s, %s aggregation, BLAS %s, %lld "
+              "parameters\n",
+              size, size, batch, threads, bf16 ? "bf16 autocast" : "fp32",
+              forward_options.fast_aggregation ? "bmm" : "repeat+mul+sum", megaloc::BlasShimName(),
+              static_cast<long long>(megaloc::CountParameters(*net)));
+  std::vector<double> seconds;
+  torch::Tensor reference;
+  for (int i = 0; i <= iterations; ++i) {
+    c10::InferenceMode guard;
+    if (bf16) {
+      at::autocast::set_cpu_enabled(true);
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    }
+    megaloc::Timer timer;
+    torch::Tensor output = net->forward(input, forward_options);
+    const double elapsed = timer.ElapsedSeconds();
+    if (bf16) {
+      at::autocast::set_cpu_enabled(false);
+      at::autocast::clear_cache();
+    }
+    if (i == 0) {
+      reference = output.to(torch::kFloat);
+      std::printf("warm-up: %.3f s\n", elapsed);
+    } else {
+      seconds.push_back(elapsed / batch);
+      std::printf("iteration %d: %.3f s (%.3f s/image)\n", i, elapsed, elapsed / batch);
+    }
+  }
+  std::sort(seconds.begin(), seconds.end());
+  const double median = seconds.empty() ? 0.0 : seconds[seconds.size() / 2];
+  std::printf("median: %.3f s/image (%.2f images/s); peak RSS %.2f GB\n", median,
+              median > 0 ? 1.0 / median : 0.0,
+              static_cast<double>(megaloc::PeakResidentMemoryBytes()) / 1e9);
+  return 0;
+}
