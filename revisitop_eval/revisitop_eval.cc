@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <memory>
@@ -15,6 +16,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "megaloc/eval/query_crop.h"
+#include "megaloc/extraction/extraction.h"
 #include "megaloc/io/descriptor_store.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
@@ -27,7 +29,6 @@ namespace megaloc {
 namespace {
 
 constexpr const char* kQueryPrefix = "query_crop/";
-constexpr const char* kR1mPrefix = "revisitop1m/";
 constexpr const char* kSetupKeys[3] = {"easy", "medium", "hard"};
 
 void Progress(const RevisitopEvalOptions& options, const std::string& message) {
@@ -76,47 +77,6 @@ struct Item {
   std::string path;
   bool crop = false;
   double bbx[4] = {0, 0, 0, 0};
-};
-
-// Descriptors either in memory or in the HDF5 cache.
-class DescriptorStoreView {
- public:
-  explicit DescriptorStoreView(DescriptorFile* file) : file_(file) {}
-  bool Has(const std::string& key) const {
-    return file_ ? file_->Has(key) : memory_.count(key) > 0;
-  }
-  void Put(const std::string& key, const Eigen::VectorXf& d, int width, int height) {
-    if (file_) {
-      // float32: no float16 rounding in the evaluated scores (hloc reads float32 too).
-      file_->Write(key, d.data(), static_cast<int>(d.size()), width, height,
-                   DescriptorDtype::kFloat32);
-    } else {
-      memory_[key] = d;
-    }
-  }
-  // Rows for keys [begin, end).
-  DescriptorBlock Block(const std::vector<std::string>& keys, size_t begin, size_t end) const {
-    if (file_) {
-      DescriptorBlock block;
-      file_->ReadBlock(keys, begin, end, &block);
-      return block;
-    }
-    const int dim = static_cast<int>(memory_.at(keys[begin]).size());
-    DescriptorBlock block(static_cast<Eigen::Index>(end - begin), dim);
-    for (size_t i = begin; i < end; ++i) {
-      const Eigen::VectorXf& v = memory_.at(keys[i]);
-      MEGALOC_CHECK_EQ(static_cast<int>(v.size()), dim);
-      block.row(static_cast<Eigen::Index>(i - begin)) = v.transpose();
-    }
-    return block;
-  }
-  void Flush() {
-    if (file_) file_->Flush();
-  }
-
- private:
-  DescriptorFile* file_;
-  std::unordered_map<std::string, Eigen::VectorXf> memory_;
 };
 
 // Checks (or records) the provenance attributes of the cache.
@@ -277,6 +237,8 @@ bool RevisitopEvalOptions::Check() const {
   CHECK_OPTION(!weights_path.empty() || !descriptors_path.empty());
   CHECK_OPTION(r1m_dir.empty() || !descriptors_path.empty());
   CHECK_OPTION_GT(flush_every, 0);
+  CHECK_OPTION_GE(batch_size, 1);
+  CHECK_OPTION_GE(num_workers, 1);
   CHECK_OPTION(preprocessing.Check());
   return true;
 }
@@ -309,7 +271,7 @@ RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
                                         "<data_root>/datasets/<dataset>/jpg)");
   }
 
-  // Items: queries (cropped), database, distractors.
+  // Cropped queries (extracted here) and database images (+ distractors, through RunExtraction).
   std::vector<Item> queries(gt.qimlist.size());
   for (size_t q = 0; q < gt.qimlist.size(); ++q) {
     queries[q].key = kQueryPrefix + gt.qimlist[q] + ".jpg";
@@ -318,119 +280,174 @@ RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
     std::copy(gt.gnd[q].bbx, gt.gnd[q].bbx + 4, queries[q].bbx);
     PilCropBox(queries[q].bbx);  // validate early
   }
-  std::vector<Item> database;
-  database.reserve(gt.imlist.size());
-  for (const std::string& name : gt.imlist) {
-    database.push_back(Item{name + ".jpg", JoinPaths(image_dir, name + ".jpg")});
-  }
-  if (!options.r1m_dir.empty()) {
-    const std::vector<std::string> r1m =
-        ReadR1mList(JoinPaths(options.r1m_dir, "revisitop1m.txt"));
-    for (const std::string& entry : r1m) {
-      database.push_back(Item{kR1mPrefix + entry, JoinPaths(JoinPaths(options.r1m_dir, "jpg"), entry)});
+  std::vector<std::string> db_names;
+  for (const std::string& name : gt.imlist) db_names.push_back(name + ".jpg");
+  std::vector<std::string> r1m_names;
+  const std::string r1m_root = options.r1m_dir;
+  if (!r1m_root.empty()) {
+    for (const std::string& entry : ReadR1mList(JoinPaths(r1m_root, "revisitop1m.txt"))) {
+      r1m_names.push_back("jpg/" + entry);
     }
-    report.num_distractors = static_cast<int64_t>(r1m.size());
-    Progress(options, "R1M: " + std::to_string(r1m.size()) + " distractors");
+    report.num_distractors = static_cast<int64_t>(r1m_names.size());
+    Progress(options, "R1M: " + std::to_string(r1m_names.size()) + " distractors");
+  }
+  // Fail before any work if an image is missing.
+  {
+    std::vector<std::string> missing_files;
+    for (const Item& q : queries) {
+      if (!FileExists(q.path)) missing_files.push_back(q.path);
+    }
+    for (const std::string& n : db_names) {
+      if (!FileExists(JoinPaths(image_dir, n))) missing_files.push_back(JoinPaths(image_dir, n));
+    }
+    for (const std::string& n : r1m_names) {
+      if (!FileExists(JoinPaths(r1m_root, n))) missing_files.push_back(JoinPaths(r1m_root, n));
+    }
+    if (!missing_files.empty()) {
+      MEGALOC_THROW(IoError, missing_files.front()
+                                 << ": image not found (" << missing_files.size()
+                                 << " images of the dataset are missing; see "
+                                    "scripts/download_revisitop.sh)");
+    }
   }
 
-  // Cache.
-  std::unique_ptr<DescriptorFile> file;
-  if (!options.descriptors_path.empty()) {
-    file = DescriptorFile::Open(options.descriptors_path, DescriptorFile::Mode::kAppend);
+  // Descriptor file: the user's cache, or a temporary one.
+  std::string descriptors_path = options.descriptors_path;
+  std::string temp_dir;
+  if (descriptors_path.empty()) {
+    temp_dir = CreateTempDirectory("megaloc_revisitop");
+    descriptors_path = JoinPaths(temp_dir, "descriptors.h5");
   }
-  DescriptorStoreView store(file.get());
-  std::vector<const Item*> missing;
-  for (const auto* list : {&queries, &database}) {
-    for (const Item& item : *list) {
-      if (!store.Has(item.key)) missing.push_back(&item);
+  struct TempDirRemover {
+    std::string dir;
+    ~TempDirRemover() {
+      std::error_code ignored;
+      if (!dir.empty()) std::filesystem::remove_all(dir, ignored);
     }
+  } remover{temp_dir};
+
+  std::unique_ptr<DescriptorFile> file =
+      DescriptorFile::Open(descriptors_path, DescriptorFile::Mode::kAppend);
+  std::vector<const Item*> missing_queries;
+  for (const Item& q : queries) {
+    if (!file->Has(q.key)) missing_queries.push_back(&q);
   }
-  report.num_cached = static_cast<int64_t>(queries.size() + database.size() - missing.size());
+  size_t missing_db = 0;
+  for (const std::string& n : db_names) missing_db += file->Has(n) ? 0 : 1;
+  for (const std::string& n : r1m_names) missing_db += file->Has(n) ? 0 : 1;
+  const size_t num_items = queries.size() + db_names.size() + r1m_names.size();
+  report.num_cached = static_cast<int64_t>(num_items - missing_queries.size() - missing_db);
+  const bool need_model = !missing_queries.empty() || missing_db > 0;
+  if (need_model && options.weights_path.empty()) {
+    MEGALOC_THROW(InvalidArgument, (missing_queries.size() + missing_db)
+                                       << " descriptors are not in " << descriptors_path
+                                       << "; pass --weights_path to compute them");
+  }
   std::string weights_sha;
-  if (!options.weights_path.empty() && (file || !missing.empty())) {
+  if (!options.weights_path.empty() && (need_model || !options.descriptors_path.empty())) {
     weights_sha = Sha256File(options.weights_path);
   }
-  if (file) CheckCacheProvenance(file.get(), report.preprocessing, weights_sha);
+  CheckCacheProvenance(file.get(), report.preprocessing, weights_sha);
+  file->Flush();
 
-  // Extraction of whatever is missing.
   Timer extraction_timer;
-  if (!missing.empty()) {
-    if (options.weights_path.empty()) {
-      MEGALOC_THROW(InvalidArgument, missing.size() << " descriptors are not in "
-                                                    << options.descriptors_path
-                                                    << " (first: " << missing.front()->key
-                                                    << "); pass --weights_path to compute them");
-    }
+  if (need_model) {
     ModelOptions model_options = options.model;
     model_options.weights_path = options.weights_path;
     MegaLocModel model(model_options);
-    Progress(options, "extracting " + std::to_string(missing.size()) + " descriptors (" +
-                          report.preprocessing + ", device " + model.Info().device + ")");
-    int64_t since_flush = 0;
+    Progress(options, "extracting " + std::to_string(missing_queries.size() + missing_db) +
+                          " descriptors (" + report.preprocessing + ", device " +
+                          model.Info().device + ")");
+    // 1. Cropped queries: decode, crop (PIL semantics), preprocess, describe.
     try {
-      for (size_t i = 0; i < missing.size(); ++i) {
-        const Item& item = *missing[i];
+      for (size_t i = 0; i < missing_queries.size(); ++i) {
+        const Item& item = *missing_queries[i];
+        const cv::Mat rgb = DecodeRgb(item.path);
+        const PixelBox box = PilCropBox(item.bbx);
+        const std::vector<uint8_t> cropped = CropRgb(rgb.ptr<uint8_t>(), rgb.cols, rgb.rows, box);
         PreprocessedImage image;
-        if (item.crop) {
-          const cv::Mat rgb = DecodeRgb(item.path);
-          const PixelBox box = PilCropBox(item.bbx);
-          const std::vector<uint8_t> cropped =
-              CropRgb(rgb.ptr<uint8_t>(), rgb.cols, rgb.rows, box);
-          try {
-            image = PreprocessRgbImage(cropped.data(), static_cast<int>(box.Width()),
-                                       static_cast<int>(box.Height()), options.preprocessing);
-          } catch (const InvalidArgument& e) {
-            MEGALOC_THROW(ImageError, item.path << ": query crop: " << e.what());
-          }
-          image.original_width = rgb.cols;
-          image.original_height = rgb.rows;
-        } else {
-          image = LoadAndPreprocessImage(item.path, options.preprocessing);
+        try {
+          image = PreprocessRgbImage(cropped.data(), static_cast<int>(box.Width()),
+                                     static_cast<int>(box.Height()), options.preprocessing);
+        } catch (const InvalidArgument& e) {
+          MEGALOC_THROW(ImageError, item.path << ": query crop: " << e.what());
         }
         if (!model.AcceptsSize(image.width, image.height)) {
-          MEGALOC_THROW(ImageError, item.path << ": " << (item.crop ? "cropped query " : "image ")
-                                              << image.width << "x" << image.height
-                                              << " is too small for the model");
+          MEGALOC_THROW(ImageError, item.path << ": cropped query " << image.width << "x"
+                                              << image.height << " is too small for the model");
         }
         const Eigen::VectorXf d = model.Extract(image);
-        store.Put(item.key, d, image.original_width, image.original_height);
+        // float32: no float16 rounding in the evaluated scores (hloc reads float32 too).
+        file->Write(item.key, d.data(), static_cast<int>(d.size()), rgb.cols, rgb.rows,
+                    DescriptorDtype::kFloat32);
         ++report.num_extracted;
-        if (++since_flush >= options.flush_every) {
-          store.Flush();
-          since_flush = 0;
-        }
-        if ((i + 1) % 50 == 0 || i + 1 == missing.size()) {
-          std::ostringstream msg;
-          msg << "extracted " << (i + 1) << " / " << missing.size() << " ("
-              << std::fixed << std::setprecision(2)
-              << extraction_timer.ElapsedSeconds() / static_cast<double>(i + 1) << " s/image)";
-          Progress(options, msg.str());
-        }
+        if ((i + 1) % static_cast<size_t>(options.flush_every) == 0) file->Flush();
       }
     } catch (...) {
-      store.Flush();  // keep what was computed
+      file->Flush();  // keep what was computed
       throw;
     }
-    store.Flush();
+    file->Flush();
+    if (!missing_queries.empty()) {
+      Progress(options, "queries: " + std::to_string(missing_queries.size()) + " cropped and described");
+    }
+    file.reset();  // RunExtraction opens the file itself
+
+    // 2. Database images and distractors: the extraction pipeline (parallel decoding, batches,
+    // atomic flushes, resumable).
+    auto extract_collection = [&](const std::string& root, const std::vector<std::string>& names,
+                                  const std::string& label) {
+      if (names.empty()) return;
+      ExtractionOptions eo;
+      eo.image_path = root;
+      eo.output_path = descriptors_path;
+      eo.image_names = names;
+      eo.preprocessing = options.preprocessing;
+      eo.dtype = DescriptorDtype::kFloat32;
+      eo.batch_size = options.batch_size;
+      eo.num_workers = options.num_workers;
+      eo.progress_callback = [&](const ExtractionProgress& p) {
+        if (p.num_done % 50 == 0 || p.num_done == p.num_total) {
+          std::ostringstream msg;
+          msg << label << ": " << p.num_done << " / " << p.num_total << " ("
+              << std::fixed << std::setprecision(2)
+              << (p.num_done ? p.elapsed_seconds / static_cast<double>(p.num_done) : 0.0)
+              << " s/image)";
+          Progress(options, msg.str());
+        }
+      };
+      const ExtractionStats stats = RunExtraction(eo, &model);
+      report.num_extracted += static_cast<int64_t>(stats.num_extracted);
+      if (stats.num_failed > 0) {
+        MEGALOC_THROW(ImageError, stats.failures.front().reason
+                                      << " (" << stats.num_failed << " " << label
+                                      << " images failed; the others are stored in "
+                                      << descriptors_path << ")");
+      }
+    };
+    extract_collection(image_dir, db_names, "database");
+    extract_collection(r1m_root, r1m_names, "R1M");
+    file = DescriptorFile::Open(descriptors_path, DescriptorFile::Mode::kRead);
   }
   report.extraction_seconds = extraction_timer.ElapsedSeconds();
 
   // Scores and ranks: sim = Q . X^T, streamed over the database in blocks.
-  std::vector<std::string> query_keys, db_keys;
+  std::vector<std::string> query_keys;
   for (const Item& q : queries) query_keys.push_back(q.key);
-  for (const Item& d : database) db_keys.push_back(d.key);
-  const DescriptorBlock q_block = query_keys.empty() ? DescriptorBlock()
-                                                     : store.Block(query_keys, 0, query_keys.size());
+  std::vector<std::string> db_keys = db_names;
+  db_keys.insert(db_keys.end(), r1m_names.begin(), r1m_names.end());
+  DescriptorBlock q_block;
+  if (!query_keys.empty()) file->ReadBlock(query_keys, 0, query_keys.size(), &q_block);
   const size_t n = db_keys.size();
   std::vector<std::vector<float>> scores(query_keys.size(), std::vector<float>(n));
   constexpr size_t kBlock = 4096;
   for (size_t begin = 0; begin < n; begin += kBlock) {
     const size_t end = std::min(n, begin + kBlock);
-    const DescriptorBlock x = store.Block(db_keys, begin, end);
+    DescriptorBlock x;
+    file->ReadBlock(db_keys, begin, end, &x);
     if (x.cols() != q_block.cols()) {
-      MEGALOC_THROW(FormatError, "descriptor dimensions differ: queries " << q_block.cols()
-                                                                          << ", database "
-                                                                          << x.cols());
+      MEGALOC_THROW(FormatError, descriptors_path << ": descriptor dimensions differ: queries "
+                                                  << q_block.cols() << ", database " << x.cols());
     }
     const Eigen::MatrixXf s = q_block * x.transpose();  // (n_q, block)
     for (size_t q = 0; q < query_keys.size(); ++q) {
@@ -439,6 +456,7 @@ RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
       }
     }
   }
+  file.reset();
   std::vector<std::vector<int64_t>> ranks(query_keys.size());
   for (size_t q = 0; q < query_keys.size(); ++q) ranks[q] = RankScores(scores[q]);
   scores.clear();

@@ -40,14 +40,20 @@ struct RevisitopEvalOptions {
   PreprocessingOptions preprocessing = RevisitopDefaultPreprocessing();
   // Optional R1M directory holding revisitop1m.txt and jpg/<entry> (entries carry their extension).
   std::string r1m_dir;
-  // Optional descriptor cache in hloc's layout (created / appended; required with R1M). Database
-  // images are stored as "<imlist[i]>.jpg", cropped queries as "query_crop/<qimlist[i]>.jpg",
-  // distractors as "revisitop1m/<entry>". The file's preprocessing and weights attributes must
-  // match the current run.
+  // Optional descriptor cache in hloc's layout, float32 (created / resumed; required with R1M;
+  // without it a temporary file is used and removed). Database images are stored as
+  // "<imlist[i]>.jpg", cropped queries as "query_crop/<qimlist[i]>.jpg", distractors as
+  // "jpg/<entry>" (their path relative to r1m_dir). The file's preprocessing and weights
+  // attributes must match the current run.
   std::string descriptors_path;
+  // Database extraction pipeline (megaloc/extraction): images per forward pass (equal sizes only)
+  // and decoding threads.
+  int batch_size = 1;
+  int num_workers = 2;
   // Optional output: ranks .npy, int64, official layout (N, n_q), N = database (+ distractors).
   std::string ranks_output_path;
-  // Flush the cache every this many new descriptors.
+  // Flush the cache every this many new query descriptors (database batches are flushed by the
+  // extraction pipeline after every batch).
   int flush_every = 64;
   // Progress messages (the library never prints); may be empty.
   std::function<void(const std::string&)> progress;

@@ -53,8 +53,12 @@ int RunRevisitopEval(int argc, char** argv) {
       ("num_threads", po::value<int>(&options.model.num_threads)->default_value(-1),
        "CPU threads for the model (-1 = all cores)")
       ("use_bf16", po::bool_switch(&options.model.use_bf16), "bfloat16 autocast (approximate)")
+      ("batch_size", po::value<int>(&options.batch_size)->default_value(1),
+       "database images per forward pass (equal preprocessed sizes only)")
+      ("num_workers", po::value<int>(&options.num_workers)->default_value(2),
+       "image decoding threads for the database")
       ("flush_every", po::value<int>(&options.flush_every)->default_value(64),
-       "flush the descriptor cache every N new descriptors");
+       "flush the descriptor cache every N new query descriptors");
 
   po::variables_map vm;
   switch (ParseCommandLine("revisitop_eval",

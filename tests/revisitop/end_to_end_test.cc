@@ -177,9 +177,26 @@ TEST(RevisitopEndToEnd, TinyModelOfficialLayout) {
   EXPECT_THROW(RunRevisitopEvaluation(other), InvalidArgument);
 }
 
-TEST(RevisitopEndToEnd, MissingImageKeepsWhatWasExtracted) {
+TEST(RevisitopEndToEnd, MissingImageFailsBeforeAnyWork) {
   const Dataset d = MakeDataset();
   ASSERT_EQ(std::remove((d.jpg_dir + "/db_004.jpg").c_str()), 0);
+  RevisitopEvalOptions options = BaseOptions(d);
+  options.descriptors_path = d.root + "/feats.h5";
+  try {
+    RunRevisitopEvaluation(options);
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("db_004.jpg: image not found"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(RevisitopEndToEnd, CorruptImageKeepsWhatWasExtracted) {
+  const Dataset d = MakeDataset();
+  // Truncate a JPEG database image: reported by name, every other descriptor is stored.
+  const std::string bad = d.jpg_dir + "/db_004.jpg";
+  const std::string bytes = ReadFileToString(bad);
+  WriteFileAtomically(bad, bytes.substr(0, bytes.size() / 2));
   RevisitopEvalOptions options = BaseOptions(d);
   options.descriptors_path = d.root + "/feats.h5";
   try {
@@ -188,11 +205,17 @@ TEST(RevisitopEndToEnd, MissingImageKeepsWhatWasExtracted) {
   } catch (const ImageError& e) {
     EXPECT_NE(std::string(e.what()).find("db_004.jpg"), std::string::npos) << e.what();
   }
-  // 2 queries + db_000..db_003 were extracted before the failure and are in the cache.
   auto file = DescriptorFile::Open(options.descriptors_path, DescriptorFile::Mode::kRead);
-  EXPECT_EQ(file->ListNames().size(), 6u);
-  EXPECT_TRUE(file->Has("db_003.jpg"));
+  EXPECT_EQ(file->ListNames().size(), 7u);  // 2 queries + 5 good database images
+  EXPECT_TRUE(file->Has("query_crop/q_001.jpg"));
+  EXPECT_TRUE(file->Has("db_005.jpg"));
   EXPECT_FALSE(file->Has("db_004.jpg"));
+  file.reset();
+  // Repairing the image and rerunning extracts only the missing one.
+  cv::imwrite(bad, RandomImage(140, 100, 14));
+  const RevisitopReport report = RunRevisitopEvaluation(options);
+  EXPECT_EQ(report.num_extracted, 1);
+  EXPECT_EQ(report.num_cached, 7);
 }
 
 TEST(RevisitopEndToEnd, CommandLineWithModel) {
