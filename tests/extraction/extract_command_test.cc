@@ -64,7 +64,8 @@ TEST(ExtractCommand, KillAndResume) {
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
-      execl("/bin/sh", "sh", "-c", ("exec " + ExtractCommand(root, output) + " --quiet").c_str(),
+      execl("/bin/sh", "sh", "-c",
+            ("exec " + ExtractCommand(root, output) + " --quiet --commit_interval 0").c_str(),
             static_cast<char*>(nullptr));
       _exit(127);
     }

@@ -130,6 +130,9 @@ int RunExtract(int argc, char** argv) {
       ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu, cuda, cuda:N or auto.")
       ("overwrite", po::bool_switch(&options.overwrite),
        "Recompute images already in the output (a file made with other settings is replaced).")
+      ("commit_interval", po::value<double>(&options.commit_interval_seconds)->default_value(1.0),
+       "Seconds between commits of finished batches to the file (0: after every batch). A kill "
+       "loses at most this much finished work.")
       ("shard", po::value<std::string>(&shard), "Process only shard K/N (by hash of the name).")
       ("quiet", po::bool_switch(&quiet), "No progress output (errors are still printed).");
   po::variables_map vm;
@@ -165,6 +168,9 @@ int RunExtract(int argc, char** argv) {
     options.dtype = as_half ? DescriptorDtype::kFloat16 : DescriptorDtype::kFloat32;
     if (options.batch_size < 1) MEGALOC_THROW(InvalidArgument, "--batch_size must be >= 1");
     if (options.num_workers < 1) MEGALOC_THROW(InvalidArgument, "--num_workers must be >= 1");
+    if (!(options.commit_interval_seconds >= 0)) {
+      MEGALOC_THROW(InvalidArgument, "--commit_interval must be >= 0");
+    }
     if (!shard.empty()) ParseShard(shard, &options.shard_index, &options.num_shards);
     options.model.weights_path = ResolveWeightsPath(weights_path);
     options.model.device = device;

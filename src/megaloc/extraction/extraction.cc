@@ -156,6 +156,7 @@ bool ExtractionOptions::Check() const {
   CHECK_OPTION(!output_path.empty());
   CHECK_OPTION_GE(batch_size, 1);
   CHECK_OPTION_GE(num_workers, 1);
+  CHECK_OPTION_GE(commit_interval_seconds, 0.0);
   CHECK_OPTION_GE(num_shards, 1);
   CHECK_OPTION_GE(shard_index, 1);
   CHECK_OPTION_LE(shard_index, num_shards);
@@ -276,6 +277,7 @@ ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* gi
   }
 
   Timer extraction_timer;
+  Timer commit_timer;
   ExtractionProgress progress;
   progress.num_total = work.size();
   auto report_failure = [&](const std::string& name, const std::string& reason) {
@@ -300,7 +302,10 @@ ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* gi
                   static_cast<int>(descriptors.cols()), item.decoded->image.original_width,
                   item.decoded->image.original_height, options.dtype);
     }
-    file->Flush();  // the whole batch becomes durable atomically
+    if (commit_timer.ElapsedSeconds() >= options.commit_interval_seconds) {
+      file->Flush();  // every batch written so far becomes durable, atomically
+      commit_timer.Restart();
+    }
     stats.num_extracted += batch->size();
     progress.num_done += batch->size();
     batch->clear();
@@ -349,6 +354,7 @@ ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* gi
   for (auto& [size, group] : pending) {
     if (!group.empty()) run_batch(&group);
   }
+  file->Flush();
   pool.reset();
   const double seconds = extraction_timer.ElapsedSeconds();
   stats.images_per_second = seconds > 0 ? stats.num_extracted / seconds : 0;
