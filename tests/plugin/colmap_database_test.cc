@@ -94,7 +94,8 @@ TEST_P(ColmapDatabaseSchemaTest, ReadsImagesAndCountsAcrossSchemas) {
 
 INSTANTIATE_TEST_SUITE_P(Schemas, ColmapDatabaseSchemaTest,
                          ::testing::Values(ColmapSchemaVersion::k38, ColmapSchemaVersion::k311,
-                                           ColmapSchemaVersion::k4x));
+                                           ColmapSchemaVersion::k4x),
+                         testing::SchemaName);
 
 template <typename ExceptionT>
 std::string ExpectThrowMessage(const std::function<void()>& body) {

@@ -208,7 +208,8 @@ TEST_P(ColmapMatcherDryRun, WritesRetrievalPairsFromTheCache) {
 
 INSTANTIATE_TEST_SUITE_P(Schemas, ColmapMatcherDryRun,
                          ::testing::Values(ColmapSchemaVersion::k38, ColmapSchemaVersion::k311,
-                                           ColmapSchemaVersion::k4x));
+                                           ColmapSchemaVersion::k4x),
+                         testing::SchemaName);
 
 TEST(ColmapMatcher, PairsAreThePairsEngineOutput) {
   const int n = 12;

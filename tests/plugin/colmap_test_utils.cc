@@ -59,6 +59,19 @@ const char kTwoViewGeometries[] =
 
 }  // namespace
 
+std::string SchemaName(const ::testing::TestParamInfo<ColmapSchemaVersion>& info) {
+  switch (info.param) {
+    case ColmapSchemaVersion::k38: return "colmap38";
+    case ColmapSchemaVersion::k311: return "colmap311";
+    case ColmapSchemaVersion::k4x: return "colmap4x";
+  }
+  return "unknown";
+}
+
+void PrintTo(ColmapSchemaVersion version, std::ostream* os) {
+  *os << SchemaName(::testing::TestParamInfo<ColmapSchemaVersion>(version, 0));
+}
+
 void CreateColmapDatabase(const std::string& path, ColmapSchemaVersion version,
                           const std::vector<std::pair<int64_t, std::string>>& images,
                           const std::vector<std::pair<int64_t, int>>& matches,

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 namespace megaloc {
 namespace testing {
 
@@ -16,6 +18,11 @@ enum class ColmapSchemaVersion {
   k311,  // pose_priors with position_covariance, no rigs
   k4x,   // rigs/frames, descriptors.type
 };
+
+// "colmap38" / "colmap311" / "colmap4x", for parameterised test names.
+std::string SchemaName(const ::testing::TestParamInfo<ColmapSchemaVersion>& info);
+// gtest value printer (readable CTest names).
+void PrintTo(ColmapSchemaVersion version, std::ostream* os);
 
 // Creates `path` with the given schema, one camera, the images (id, name), and `matches` /
 // `two_view_geometries` rows (pair_id, rows) with zero-filled data. Throws std::runtime_error on
