@@ -267,9 +267,8 @@ bool LocalizeOptions::Check() const {
 std::string LocalizeWorkdir(const LocalizeOptions& options) {
   const std::string loc = PairSelectionConfig::Localization(options.method, options.num_pairs_loc).Name();
   const std::string map = PairSelectionConfig::Mapping(options.method, options.num_pairs_map).Name();
-  return JoinPaths(JoinPaths(JoinPaths(JoinPaths(JoinPaths(options.outputs, options.scene),
-                                                 "native_localization"),
-                                       options.query_id),
+  return JoinPaths(JoinPaths(JoinPaths(JoinPaths(options.outputs, options.scene),
+                                       "native_localization"),
                              options.ref_id),
                    loc + "__" + map);
 }
@@ -320,10 +319,10 @@ LocalizeStats RunLocalization(const LocalizeOptions& options) {
       PairSelectionDir(scene_outputs, options.query_id, options.ref_id,
                        PairSelectionConfig::Localization(options.method, options.num_pairs_loc).Name()),
       "pairs.txt");
-  std::vector<std::pair<std::string, std::string>> pairs = ReadPairsTxt(map_pairs_path);
+  const auto map_pairs = ReadPairsTxt(map_pairs_path);
   const auto loc_pairs = ReadPairsTxt(loc_pairs_path);
+  std::vector<std::pair<std::string, std::string>> pairs(map_pairs);
   pairs.insert(pairs.end(), loc_pairs.begin(), loc_pairs.end());
-  std::ostringstream pairs_text;
   for (const auto& pair : pairs) {
     for (const std::string* name : {&pair.first, &pair.second}) {
       if (!entries.count(*name)) {
@@ -332,36 +331,24 @@ LocalizeStats RunLocalization(const LocalizeOptions& options) {
                                                     "session?)");
       }
     }
-    pairs_text << pair.first << " " << pair.second << "\n";
   }
 
   const std::string database_path = JoinPaths(stats.workdir, "database.db");
-  const std::string features_done = JoinPaths(stats.workdir, "features.done");
-  const std::string matches_done = JoinPaths(stats.workdir, "matches.done");
-  const std::string triangulation_done = JoinPaths(stats.workdir, "triangulation.done");
+  const std::string map_features_done = JoinPaths(stats.workdir, "map.features.done");
+  const std::string map_matches_done = JoinPaths(stats.workdir, "map.matches.done");
+  const std::string triangulation_done = JoinPaths(stats.workdir, "map.triangulation.done");
+  const std::string query_dir = JoinPaths(stats.workdir, options.query_id);
+  CreateDirectories(query_dir);
+  const std::string query_features_done = JoinPaths(query_dir, "features.done");
+  const std::string query_matches_done = JoinPaths(query_dir, "matches.done");
 
-  // 1. Features + known intrinsics.
-  if (!FileExists(features_done)) {
-    std::filesystem::remove(database_path);
-    std::vector<std::string> all_names(map_names);
-    all_names.insert(all_names.end(), query_names.begin(), query_names.end());
-    const std::string list_path = JoinPaths(stats.workdir, "images.txt");
-    WriteImageList(list_path, all_names);
-    RunColmap(colmap, "feature_extractor",
-              {{"database_path", database_path},
-               {"image_path", sessions_root},
-               {"image_list_path", list_path},
-               {"ImageReader.camera_model", "PINHOLE"},
-               {"SiftExtraction.use_gpu", "0"},
-               {"SiftExtraction.num_threads", threads},
-               {"SiftExtraction.max_image_size", std::to_string(options.max_image_size)},
-               {"SiftExtraction.max_num_features", std::to_string(options.max_num_features)}},
-              JoinPaths(stats.workdir, "colmap_feature_extractor.log"));
+  // Sets the database cameras of this run's images to the sensors.txt intrinsics.
+  auto set_cameras = [&](bool queries) {
     Database db(database_path);
-    std::map<int64_t, std::string> camera_sensor;  // camera id -> sensor id set on it
+    std::map<int64_t, std::string> camera_sensor;  // camera id -> sensor set on it
     for (const DbImage& image : db.Images()) {
       auto it = entries.find(image.name);
-      if (it == entries.end()) continue;
+      if (it == entries.end() || it->second.is_query != queries) continue;
       const Sensor& sensor = it->second.session->Camera(it->second.key.second);
       const auto size = db.CameraSize(image.camera_id);
       if (size.first != sensor.width || size.second != sensor.height) {
@@ -380,27 +367,54 @@ LocalizeStats RunLocalization(const LocalizeOptions& options) {
       db.SetCamera(image.camera_id, ColmapModelId(sensor.model), sensor.width, sensor.height,
                    sensor.params);
     }
-    std::filesystem::remove(matches_done);
-    std::filesystem::remove(triangulation_done);
-    Touch(features_done);
-  }
-
-  // 2. Matches on our pairs.
-  if (!FileExists(matches_done)) {
-    const std::string pairs_path = JoinPaths(stats.workdir, "pairs_colmap.txt");
-    WriteFileAtomically(pairs_path, pairs_text.str());
+  };
+  auto extract = [&](const std::vector<std::string>& names, const std::string& list_path,
+                     const std::string& log_path) {
+    WriteImageList(list_path, names);
+    RunColmap(colmap, "feature_extractor",
+              {{"database_path", database_path},
+               {"image_path", sessions_root},
+               {"image_list_path", list_path},
+               {"ImageReader.camera_model", "PINHOLE"},
+               {"SiftExtraction.use_gpu", "0"},
+               {"SiftExtraction.num_threads", threads},
+               {"SiftExtraction.max_image_size", std::to_string(options.max_image_size)},
+               {"SiftExtraction.max_num_features", std::to_string(options.max_num_features)}},
+              log_path);
+  };
+  auto match = [&](const std::vector<std::pair<std::string, std::string>>& pair_list,
+                   const std::string& pairs_path, const std::string& log_path) {
+    std::ostringstream text;
+    for (const auto& pair : pair_list) text << pair.first << " " << pair.second << "\n";
+    WriteFileAtomically(pairs_path, text.str());
     RunColmap(colmap, "matches_importer",
               {{"database_path", database_path},
                {"match_list_path", pairs_path},
                {"match_type", "pairs"},
                {"SiftMatching.use_gpu", "0"},
                {"SiftMatching.num_threads", threads}},
-              JoinPaths(stats.workdir, "colmap_matches_importer.log"));
-    std::filesystem::remove(triangulation_done);
-    Touch(matches_done);
-  }
+              log_path);
+  };
 
-  // 3. Map model with known poses, then triangulation (poses fixed).
+  // 1. Map: features with known intrinsics, matches, triangulation with the known poses. Done
+  //    once per work directory and shared by every query session.
+  if (!FileExists(map_features_done)) {
+    // A new database invalidates every stage of every session.
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(stats.workdir)) {
+      if (entry.path().extension() == ".done") std::filesystem::remove(entry.path());
+    }
+    std::filesystem::remove(database_path);
+    extract(map_names, JoinPaths(stats.workdir, "map_images.txt"),
+            JoinPaths(stats.workdir, "colmap_feature_extractor.log"));
+    set_cameras(false);
+    Touch(map_features_done);
+  }
+  if (!FileExists(map_matches_done)) {
+    match(map_pairs, JoinPaths(stats.workdir, "map_pairs_colmap.txt"),
+          JoinPaths(stats.workdir, "colmap_matches_importer.log"));
+    std::filesystem::remove(triangulation_done);
+    Touch(map_matches_done);
+  }
   const std::string triangulated = JoinPaths(stats.workdir, "triangulated");
   if (!FileExists(triangulation_done)) {
     const std::string model_dir = JoinPaths(stats.workdir, "map_model");
@@ -454,9 +468,23 @@ LocalizeStats RunLocalization(const LocalizeOptions& options) {
     Touch(triangulation_done);
   }
 
+  // 2. Query session: features (COLMAP skips images already in the database), intrinsics, matches.
+  if (!FileExists(query_features_done)) {
+    extract(query_names, JoinPaths(query_dir, "query_images.txt"),
+            JoinPaths(query_dir, "colmap_feature_extractor.log"));
+    set_cameras(true);
+    std::filesystem::remove(query_matches_done);
+    Touch(query_features_done);
+  }
+  if (!FileExists(query_matches_done)) {
+    match(loc_pairs, JoinPaths(query_dir, "pairs_colmap.txt"),
+          JoinPaths(query_dir, "colmap_matches_importer.log"));
+    Touch(query_matches_done);
+  }
+
   // 4. Query registration (always redone: cheap, and depends on min_num_inliers).
-  const std::string registered = JoinPaths(stats.workdir, "registered");
-  const std::string registered_txt = JoinPaths(stats.workdir, "registered_txt");
+  const std::string registered = JoinPaths(query_dir, "registered");
+  const std::string registered_txt = JoinPaths(query_dir, "registered_txt");
   for (const std::string& dir : {registered, registered_txt}) {
     if (DirectoryExists(dir)) std::filesystem::remove_all(dir);
     CreateDirectories(dir);
@@ -469,10 +497,10 @@ LocalizeStats RunLocalization(const LocalizeOptions& options) {
              {"Mapper.ba_refine_principal_point", "0"},
              {"Mapper.ba_refine_extra_params", "0"},
              {"Mapper.abs_pose_min_num_inliers", std::to_string(options.min_num_inliers)}},
-            JoinPaths(stats.workdir, "colmap_image_registrator.log"));
+            JoinPaths(query_dir, "colmap_image_registrator.log"));
   RunColmap(colmap, "model_converter",
             {{"input_path", registered}, {"output_path", registered_txt}, {"output_type", "TXT"}},
-            JoinPaths(stats.workdir, "colmap_model_converter.log"));
+            JoinPaths(query_dir, "colmap_model_converter.log"));
   const std::map<std::string, RegisteredImage> model =
       ReadColmapImagesTxt(JoinPaths(registered_txt, "images.txt"));
   stats.num_points3d = CountPoints3d(JoinPaths(registered_txt, "points3D.txt"));
@@ -506,7 +534,7 @@ LocalizeStats RunLocalization(const LocalizeOptions& options) {
     }
   }
   stats.num_localized_keys = static_cast<int>(poses.Size());
-  stats.poses_path = JoinPaths(stats.workdir, "poses.txt");
+  stats.poses_path = JoinPaths(query_dir, "poses.txt");
   WriteTrajectories(stats.poses_path, poses);
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return stats;

@@ -50,7 +50,7 @@ struct LocalizeOptions {
 
 struct LocalizeStats {
   std::string workdir;
-  std::string poses_path;
+  std::string poses_path;  // <workdir>/<query_id>/poses.txt
   int num_map_images = 0;
   int num_query_images = 0;      // after rig expansion
   int num_query_keys = 0;        // queries.txt entries
@@ -60,7 +60,11 @@ struct LocalizeStats {
   double seconds = 0.0;
 };
 
-// <outputs>/<SCENE>/native_localization/<query_id>/<ref_id>/<loc pairs>__<map pairs>/.
+// Work directory shared by every query session localized against the same map and pairs:
+// <outputs>/<SCENE>/native_localization/<ref_id>/<loc pairs>__<map pairs>/ holding database.db
+// (map + query images), the map model and its triangulation (computed once), and per query
+// session <query_id>/{registered/, registered_txt/, poses.txt, COLMAP logs}. Stages leave *.done
+// markers and are skipped on a rerun. Do not run two localizations on one work directory at once.
 std::string LocalizeWorkdir(const LocalizeOptions& options);
 
 // Runs the steps above; writes <workdir>/poses.txt. Throws IoError naming the COLMAP log of a
