@@ -1,0 +1,153 @@
+// Extraction benchmark (docs/perf/extract.md): images/s and peak RSS of the real `megaloc extract`
+// command on N generated photo-like JPEG images.
+//
+//   extract_bench [--num_images N=64] [--width W=640] [--height H=480] [--batch_size B=1]
+//                 [--num_workers K=2] [--num_threads T=-1] [--commit_interval S=1]
+//                 [--extra "more extract flags"] [--megaloc PATH] [--dir DIR] [--repeat R=1]
+//
+// Weights: $MEGALOC_BENCH_WEIGHTS, default the tiny test model (tests/data/megaloc_tiny). The
+// images are generated once per (N, W, H) under DIR (default: a temp dir). Each repetition extracts
+// into a fresh output file in a child process; wall time, peak RSS of the child (wait4 ru_maxrss)
+// and the load average are printed as one "RESULT ..." line.
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "megaloc/io/descriptor_store.h"
+#include "megaloc/util/file_utils.h"
+
+namespace {
+
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string one;
+  in >> one;
+  return one;
+}
+
+void MakeImage(const std::string& path, int width, int height, int seed) {
+  cv::RNG rng(seed);
+  cv::Mat image(height, width, CV_8UC3);
+  for (int y = 0; y < height; ++y) {
+    const double t = static_cast<double>(y) / height;
+    image.row(y).setTo(cv::Scalar(200 - 80 * t, 170 - 40 * t, 120 + 60 * t));
+  }
+  for (int i = 0; i < 40; ++i) {
+    const cv::Point a(rng.uniform(0, width), rng.uniform(0, height));
+    const cv::Point b(a.x + rng.uniform(10, width / 4), a.y + rng.uniform(10, height / 3));
+    cv::rectangle(image, a, b, cv::Scalar(rng.uniform(0, 255), rng.uniform(0, 255), rng.uniform(0, 255)), -1);
+  }
+  cv::Mat noise(image.size(), CV_8UC3);
+  rng.fill(noise, cv::RNG::UNIFORM, 0, 12);
+  image += noise;
+  cv::GaussianBlur(image, image, cv::Size(3, 3), 0.8);
+  cv::imwrite(path, image, {cv::IMWRITE_JPEG_QUALITY, 90});
+}
+
+// The repository root (this file is bench/extract_bench.cc; CMake compiles it by absolute path).
+std::string SourceDir() {
+  std::string file = __FILE__;
+  file = file.substr(0, file.rfind('/'));
+  return file.substr(0, file.rfind('/'));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int num_images = 64, width = 640, height = 480, batch_size = 1, num_workers = 2, num_threads = -1,
+      repeat = 1;
+  std::string commit_interval = "1", extra, megaloc, dir;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i], value = argv[i + 1];
+    if (key == "--num_images") num_images = std::stoi(value);
+    else if (key == "--width") width = std::stoi(value);
+    else if (key == "--height") height = std::stoi(value);
+    else if (key == "--batch_size") batch_size = std::stoi(value);
+    else if (key == "--num_workers") num_workers = std::stoi(value);
+    else if (key == "--num_threads") num_threads = std::stoi(value);
+    else if (key == "--commit_interval") commit_interval = value;
+    else if (key == "--extra") extra = value;
+    else if (key == "--megaloc") megaloc = value;
+    else if (key == "--dir") dir = value;
+    else if (key == "--repeat") repeat = std::stoi(value);
+    else {
+      std::cerr << "unknown option " << key << std::endl;
+      return 2;
+    }
+  }
+  if (megaloc.empty()) {
+    // bench/extract_bench -> tools/megaloc in the same build tree.
+    char self[4096];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    std::string exe = n > 0 ? std::string(self, n) : argv[0];
+    megaloc = exe.substr(0, exe.rfind('/')) + "/../tools/megaloc";
+  }
+  const char* env_weights = std::getenv("MEGALOC_BENCH_WEIGHTS");
+  const std::string weights = env_weights != nullptr && *env_weights != '\0'
+                                  ? env_weights
+                                  : SourceDir() + "/tests/data/megaloc_tiny/megaloc_tiny_v2.safetensors";
+  if (dir.empty()) dir = megaloc::CreateTempDirectory("megaloc_extract_bench");
+  const std::string images = dir + "/images_" + std::to_string(num_images) + "_" +
+                             std::to_string(width) + "x" + std::to_string(height);
+  if (!megaloc::DirectoryExists(images)) {
+    megaloc::CreateDirectories(images);
+    for (int i = 0; i < num_images; ++i) {
+      char name[64];
+      std::snprintf(name, sizeof(name), "/seq%d/img_%05d.jpg", i % 4, i);
+      megaloc::CreateDirectories(images + "/seq" + std::to_string(i % 4));
+      MakeImage(images + name, width, height, i);
+    }
+  }
+  for (int r = 0; r < repeat; ++r) {
+    const std::string output = dir + "/out_" + std::to_string(getpid()) + "_" + std::to_string(r) + ".h5";
+    std::remove(output.c_str());
+    const std::string command =
+        "exec " + megaloc + " extract --quiet --image_path " + images + " --output_path " + output +
+        " --weights_path " + weights + " --batch_size " + std::to_string(batch_size) +
+        " --num_workers " + std::to_string(num_workers) + " --num_threads " +
+        std::to_string(num_threads) + " --commit_interval " + commit_interval + " " + extra;
+    const std::string load_before = LoadAverage();
+    const auto start = std::chrono::steady_clock::now();
+    const pid_t pid = fork();
+    if (pid == 0) {
+      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    int status = 0;
+    struct rusage usage;
+    wait4(pid, &status, 0, &usage);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::cerr << "extract failed: " << command << std::endl;
+      return 1;
+    }
+    const auto file = megaloc::DescriptorFile::Open(output, megaloc::DescriptorFile::Mode::kRead);
+    const size_t written = file->ListNames().size();
+    std::printf(
+        "RESULT images=%d size=%dx%d batch=%d workers=%d threads=%d commit_interval=%s written=%zu "
+        "seconds=%.2f images_per_second=%.2f peak_rss_mib=%.0f user_s=%.2f sys_s=%.2f "
+        "load_before=%s load_after=%s extra='%s'\n",
+        num_images, width, height, batch_size, num_workers, num_threads, commit_interval.c_str(),
+        written, seconds, num_images / seconds, usage.ru_maxrss / 1024.0,
+        usage.ru_utime.tv_sec + usage.ru_utime.tv_usec * 1e-6,
+        usage.ru_stime.tv_sec + usage.ru_stime.tv_usec * 1e-6, load_before.c_str(),
+        LoadAverage().c_str(), extra.c_str());
+    std::fflush(stdout);
+    std::remove(output.c_str());
+  }
+  return 0;
+}
