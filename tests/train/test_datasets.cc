@@ -14,50 +14,19 @@
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "tests/common/testing.h"
+#include "tests/train/synthetic_sources.h"
 
 namespace megaloc {
 namespace {
 
 namespace fs = std::filesystem;
-
-void WriteImage(const std::string& path, int w = 16, int h = 12, int value = 100) {
-  fs::create_directories(fs::path(path).parent_path());
-  cv::Mat img(h, w, CV_8UC3, cv::Scalar(value, 255 - value, (value * 7) % 256));
-  ASSERT_TRUE(cv::imwrite(path, img)) << path;
-}
-
-void WriteText(const std::string& path, const std::string& text) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path) << text;
-}
+using namespace train_testing;  // NOLINT
 
 // ------------------------------------------------------------------------------------------------
 // GSV-Cities
 
-std::string MakeGsv(int places_per_city) {
-  const std::string root = testing::TempDir() + "/gsv";
-  const std::vector<std::pair<std::string, std::string>> cities = {{"Boston", "Boston"},
-                                                                   {"PRS", "PRS"}};
-  for (const auto& [city, id] : cities) {
-    std::string csv = "place_id,year,month,northdeg,city_id,lat,lon,panoid\n";
-    for (int p = 0; p < places_per_city; ++p) {
-      const int n = 3 + p % 4;  // 3..6 images; places with 3 are dropped
-      for (int k = 0; k < n; ++k) {
-        char name[256];
-        // panoid with '_' and '-' (split with maxsplit 7 must keep it whole).
-        std::snprintf(name, sizeof(name), "%s_%07d_%04d_%02d_%03d_42.3%d_-71.0%d_pa_no-%d%d.jpg",
-                      id.c_str(), p, 2010 + k, 1 + k, 10 * k, p, k, p, k);
-        WriteImage(root + "/Images/" + id + "/" + name, 8, 8, p * 10 + k);
-        csv += std::to_string(p) + "," + std::to_string(2010 + k) + ",1,0," + id + ",42.3,-71.0,x\n";
-      }
-    }
-    WriteText(root + "/Dataframes/" + city + ".csv", csv);
-  }
-  return root;
-}
-
 TEST(GsvCities, ReaderAndSamplerInvariants) {
-  const std::string root = MakeGsv(12);
+  const std::string root = MakeGsv(testing::TempDir() + "/gsv", 12);
   GsvCitiesDataset ds = LoadGsvCities(root, {"Boston", "PRS"});
   ASSERT_EQ(ds.places.size(), 2u);
   EXPECT_EQ(ds.places[0].size(), 9u);  // 12 places, 3 of them with 3 images
@@ -117,35 +86,6 @@ TEST(GsvCities, BadLayoutIsAClearError) {
 // ------------------------------------------------------------------------------------------------
 // MSLS + CliqueMining
 
-// City with `num_places` well-separated sites (100 m apart) of 6 images each within ~6 m; every
-// site is one unique_cluster; one panorama per city is marked pano=True.
-void MakeMslsCity(const std::string& root, const std::string& city, double offset, int num_places) {
-  for (const std::string sub : {"query", "database"}) {
-    const std::string dir = root + "/train_val/" + city + "/" + sub;
-    std::string raw = ",key,lon,lat,ca,captured_at,pano\n";
-    std::string post = ",key,easting,northing,night,control_panel,view_direction,unique_cluster\n";
-    int row = 0;
-    for (int p = 0; p < num_places; ++p) {
-      for (int k = 0; k < 3; ++k) {
-        const std::string key = city + "_" + sub + "_" + std::to_string(p) + "_" + std::to_string(k);
-        const bool pano = (p == 0 && k == 0 && sub == "query");
-        raw += std::to_string(row) + "," + key + ",0,0,0,0," + (pano ? "True" : "False") + "\n";
-        const double e = offset + 100.0 * p + 2.0 * k + (sub == "query" ? 0.5 : 0.0);
-        const double n = 5000.0 + 3.0 * (k % 2);
-        char buf[256];
-        std::snprintf(buf, sizeof(buf), "%d,%s,%.3f,%.3f,False,False,Forward,%d\n", row, key.c_str(), e, n,
-                      p);
-        post += buf;
-        WriteImage(dir + "/images/" + key + ".jpg", 8, 8, p * 13 + k);
-        ++row;
-      }
-    }
-    WriteText(dir + "/raw.csv", raw);
-    WriteText(dir + "/postprocessed.csv", post);
-    WriteText(dir + "/seq_info.csv", ",key,sequence_key,frame_number\n");
-  }
-}
-
 TEST(Msls, CliqueMiningInvariants) {
   const std::string root = testing::TempDir() + "/msls";
   MakeMslsCity(root, "trondheim", 0.0, 6);
@@ -194,44 +134,6 @@ TEST(Msls, CliqueMiningInvariants) {
 
 // ------------------------------------------------------------------------------------------------
 // COLMAP binary + MegaScenes
-
-// Model with 6 images: images 0..3 observe points 0..99 (100 % overlap), image 4 observes points
-// 100..199 and 0 (1 shared with each of 0..3), image 5 observes nothing valid.
-void MakeColmapModel(const std::string& dir, const std::vector<std::string>& names) {
-  fs::create_directories(dir);
-  ColmapCamera cam;
-  cam.camera_id = 1;
-  cam.model_id = 1;  // PINHOLE
-  cam.width = 64;
-  cam.height = 48;
-  cam.params = {50, 50, 32, 24};
-  WriteColmapCamerasBinary(dir + "/cameras.bin", {cam});
-  std::vector<ColmapImage> images(6);
-  std::vector<std::vector<uint64_t>> obs(6);
-  for (int i = 0; i < 6; ++i) {
-    images[i].image_id = i + 1;
-    images[i].qvec = {1, 0, 0, 0};
-    images[i].camera_id = 1;
-    images[i].name = names[i];
-  }
-  for (int i = 0; i < 4; ++i)
-    for (uint64_t p = 0; p < 100; ++p) obs[i].push_back(p);
-  for (uint64_t p = 100; p < 200; ++p) obs[4].push_back(p);
-  obs[4].push_back(0);
-  obs[5] = {std::numeric_limits<uint64_t>::max(), std::numeric_limits<uint64_t>::max()};
-  WriteColmapImagesBinary(dir + "/images.bin", images, obs);
-  std::vector<ColmapPoint3D> points(200);
-  std::vector<std::vector<std::pair<uint32_t, uint32_t>>> tracks(200);
-  for (uint64_t p = 0; p < 200; ++p) {
-    points[p].point3D_id = p;
-    for (int i = 0; i < 5; ++i) {
-      for (size_t k = 0; k < obs[i].size(); ++k) {
-        if (obs[i][k] == p) tracks[p].push_back({static_cast<uint32_t>(i + 1), static_cast<uint32_t>(k)});
-      }
-    }
-  }
-  WriteColmapPoints3DBinary(dir + "/points3D.bin", points, tracks);
-}
 
 TEST(ColmapBinary, RoundTripAndCorruption) {
   const std::string dir = testing::TempDir() + "/colmap_model";

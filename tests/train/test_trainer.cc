@@ -16,6 +16,7 @@
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "tests/common/testing.h"
+#include "tests/train/synthetic_sources.h"
 
 namespace megaloc {
 namespace {
@@ -306,6 +307,93 @@ TEST(Trainer, FrozenStayFrozenCheckpointAndExactResume) {
   // Resume from a checkpoint without its state file -> clear error.
   ob.resume = init_dir + "/tiny.safetensors";
   EXPECT_THROW(RunTraining(ob), IoError);
+}
+
+TEST(Trainer, AllFiveSourcesGiveSixSubBatches) {
+  using namespace train_testing;  // NOLINT
+  const std::string root = testing::TempDir() + "/five";
+  MakeGsv(root + "/gsv", 6);
+  MakeMslsCity(root + "/msls", "trondheim", 0.0, 3);
+  MakeMslsCity(root + "/msls", "sf", 1e6, 3);
+  MakeMegaScenes(root + "/megascenes");
+  MakeScanNet(root + "/scannet");
+  MakeSfxl(root + "/sf_xl", 3);
+  TrainOptions o;
+  o.output_path = testing::TempDir() + "/run_five";
+  o.architecture = TinyArchitecture();
+  o.num_trainable_blocks = 1;
+  o.gsv_root = root + "/gsv";
+  o.gsv_cities = {"Boston", "PRS"};
+  o.msls_root = root + "/msls";
+  o.clique.num_batches = 3;
+  o.clique_image_size = 56;
+  o.megascenes_root = root + "/megascenes";
+  o.scannet_root = root + "/scannet";
+  o.sfxl_root = root + "/sf_xl";
+  o.sampler.places_per_batch = 3;
+  o.image_size = 56;
+  o.num_iterations = 2;
+  o.num_threads = 1;
+  o.device = "cpu";
+  std::vector<std::string> messages;
+  TrainCallbacks cb;
+  cb.on_message = [&](const std::string& m) { messages.push_back(m); };
+  const TrainStats s = RunTraining(o, cb);
+  ASSERT_EQ(s.iterations.size(), 2u);
+  std::vector<std::string> sources;
+  for (const auto& sb : s.iterations[0].sub_batches) {
+    sources.push_back(sb.source);
+    EXPECT_TRUE(std::isfinite(sb.loss));
+  }
+  EXPECT_EQ(sources, (std::vector<std::string>{"gsv", "msls", "megascenes", "scannet", "sfxl_lateral",
+                                               "sfxl_frontal"}));
+  EXPECT_NEAR(s.iterations[0].total_loss,
+              [&] { double t = 0; for (const auto& sb : s.iterations[0].sub_batches) t += sb.loss; return t; }(), 1e-9);
+  EXPECT_GT(s.iterations[0].images_per_second, 0.0);
+  EXPECT_GT(s.iterations[0].peak_memory_bytes, 0u);
+  // The CliqueMining descriptors were computed with the initial model and cached.
+  EXPECT_TRUE(FileExists(o.output_path + "/msls_cluster_descriptors.npy"));
+}
+
+TEST(TrainCli, ConfigFlagsAndErrors) {
+  const std::string exe = testing::MegalocExecutable();
+  if (!FileExists(exe)) GTEST_SKIP() << exe << " not built (build the `megaloc` target)";
+  using namespace train_testing;  // NOLINT
+  const std::string root = testing::TempDir() + "/cli";
+  MakeGsv(root + "/gsv", 8);
+  const std::string out = root + "/out";
+  TrainOptions o;
+  o.architecture = TinyArchitecture();
+  o.num_trainable_blocks = 1;
+  o.gsv_cities = {"Boston", "PRS"};
+  o.sampler.places_per_batch = 3;
+  o.image_size = 56;
+  o.num_iterations = 2;
+  o.num_threads = 1;
+  o.device = "cpu";
+  WriteText(root + "/cfg.json", o.ToJson());
+  const std::string log = root + "/log.txt";
+  ASSERT_EQ(testing::RunShell(exe + " train --config " + root + "/cfg.json --output_path " + out + " --gsv_root " +
+                              root + "/gsv --set checkpoint_every=1 --set keep_checkpoints=1 > " + log + " 2>&1"),
+            0)
+      << ReadFileToString(log);
+  const std::string text = ReadFileToString(log);
+  EXPECT_NE(text.find("iter 2/2"), std::string::npos) << text;
+  EXPECT_TRUE(FileExists(out + "/checkpoints/iter_00000002.safetensors"));
+  EXPECT_TRUE(FileExists(out + "/checkpoints/iter_00000002.state"));
+  EXPECT_FALSE(FileExists(out + "/checkpoints/iter_00000001.safetensors")) << "keep_checkpoints=1";
+  EXPECT_TRUE(FileExists(out + "/checkpoints/config.json"));
+  // Resume at the end: nothing to do, exit 0.
+  EXPECT_EQ(testing::RunShell(exe + " train --config " + root + "/cfg.json --output_path " + out + " --gsv_root " +
+                              root + "/gsv --resume latest > " + log + " 2>&1"),
+            0);
+  // Errors: one ERROR line, non-zero exit.
+  EXPECT_NE(testing::RunShell(exe + " train --config " + root + "/missing.json 2> " + log), 0);
+  EXPECT_NE(ReadFileToString(log).find("ERROR: " + root + "/missing.json"), std::string::npos);
+  EXPECT_NE(testing::RunShell(exe + " train --config " + root + "/cfg.json --set nope=1 2> " + log), 0);
+  EXPECT_NE(ReadFileToString(log).find("unknown training option 'nope'"), std::string::npos);
+  EXPECT_NE(testing::RunShell(exe + " train --output_path " + out + " --gsv_root " + root + "/nothing 2> " + log), 0);
+  EXPECT_NE(ReadFileToString(log).find("nothing: GSV-Cities root does not exist"), std::string::npos);
 }
 
 TEST(TrainerSlow, TinyRunHalvesLossAndImprovesRecall) {

@@ -257,6 +257,48 @@ std::string TrainOptions::ToJson() const {
   return j.dump(2);
 }
 
+void TrainOptions::Set(const std::string& key, const std::string& value) {
+  json j = json::parse(ToJson());
+  json* node = &j;
+  std::string rest = key;
+  for (size_t dot; (dot = rest.find('.')) != std::string::npos;) {
+    const std::string head = rest.substr(0, dot);
+    if (!node->contains(head) || !(*node)[head].is_object()) {
+      MEGALOC_THROW(InvalidArgument, "unknown training option '" << key << "'");
+    }
+    node = &(*node)[head];
+    rest = rest.substr(dot + 1);
+  }
+  if (!node->contains(rest) || (*node)[rest].is_object()) {
+    MEGALOC_THROW(InvalidArgument, "unknown training option '" << key << "'");
+  }
+  json& target = (*node)[rest];
+  if (target.is_string()) {
+    target = value;
+  } else {
+    json parsed;
+    try {
+      parsed = json::parse(value);
+    } catch (const std::exception&) {
+      if (!target.is_array()) {
+        MEGALOC_THROW(InvalidArgument, "option '" << key << "': '" << value << "' is not a valid value");
+      }
+      parsed = json::array();
+      std::string item;
+      for (size_t i = 0; i <= value.size(); ++i) {
+        if (i == value.size() || value[i] == ',') {
+          if (!item.empty()) parsed.push_back(item);
+          item.clear();
+        } else {
+          item += value[i];
+        }
+      }
+    }
+    target = parsed;
+  }
+  *this = FromJson(j.dump(), "option '" + key + "'");
+}
+
 double LearningRateAt(const TrainOptions& o, int64_t t) {
   double factor = 1.0;
   if (o.lr_schedule_iterations > 0) {

@@ -349,6 +349,26 @@ TrainStats RunTraining(const TrainOptions& options_in, const TrainCallbacks& cb)
   const std::string ckpt_dir = JoinPaths(o.output_path, "checkpoints");
   CreateDirectories(ckpt_dir);
 
+  // ---- data
+  ForwardOptions fo;
+  fo.fast_aggregation = o.fast_aggregation;
+  std::vector<std::unique_ptr<PlaceSampler>> samplers;
+  if (!o.gsv_root.empty()) {
+    samplers.push_back(MakeGsvCitiesSampler(LoadGsvCities(o.gsv_root, o.gsv_cities, o.sampler.images_per_place), o.sampler));
+  }
+  if (!o.megascenes_root.empty()) {
+    samplers.push_back(MakeQuadrupletSampler(
+        "megascenes", LoadMegaScenes(o.megascenes_root, o.megascenes, o.sampler.images_per_place, o.sampler.seed),
+        o.sampler));
+  }
+  if (!o.scannet_root.empty()) {
+    samplers.push_back(MakeQuadrupletSampler(
+        "scannet", LoadScanNet(o.scannet_root, o.scannet, o.sampler.images_per_place, o.sampler.seed), o.sampler));
+  }
+  if (!o.sfxl_root.empty()) {
+    samplers.push_back(MakeEigenPlacesSampler(LoadSfxlEigenPlaces(o.sfxl_root, o.eigenplaces), o.eigenplaces, o.sampler));
+  }
+
   // ---- network (initial weights, or the checkpoint to resume)
   std::string resume_path;
   if (o.resume == "latest") {
@@ -396,13 +416,6 @@ TrainStats RunTraining(const TrainOptions& options_in, const TrainCallbacks& cb)
   stats.start_iteration = start;
   stats.iterations_done = start;
 
-  // ---- data
-  ForwardOptions fo;
-  fo.fast_aggregation = o.fast_aggregation;
-  std::vector<std::unique_ptr<PlaceSampler>> samplers;
-  if (!o.gsv_root.empty()) {
-    samplers.push_back(MakeGsvCitiesSampler(LoadGsvCities(o.gsv_root, o.gsv_cities, o.sampler.images_per_place), o.sampler));
-  }
   if (!o.msls_root.empty()) {
     MslsDataset ds = LoadMsls(o.msls_root, o.msls_exclude_cities);
     const std::string cache = !o.msls_descriptors_path.empty()
@@ -424,19 +437,9 @@ TrainStats RunTraining(const TrainOptions& options_in, const TrainCallbacks& cb)
                     device, bf16, fo, &dim);
       WriteNpy(cache, {static_cast<int64_t>(ds.clusters.size()), dim}, desc.data());
     }
-    samplers.push_back(MakeMslsCliqueSampler(std::move(ds), std::move(desc), dim, o.clique, o.sampler));
-  }
-  if (!o.megascenes_root.empty()) {
-    samplers.push_back(MakeQuadrupletSampler(
-        "megascenes", LoadMegaScenes(o.megascenes_root, o.megascenes, o.sampler.images_per_place, o.sampler.seed),
-        o.sampler));
-  }
-  if (!o.scannet_root.empty()) {
-    samplers.push_back(MakeQuadrupletSampler(
-        "scannet", LoadScanNet(o.scannet_root, o.scannet, o.sampler.images_per_place, o.sampler.seed), o.sampler));
-  }
-  if (!o.sfxl_root.empty()) {
-    samplers.push_back(MakeEigenPlacesSampler(LoadSfxlEigenPlaces(o.sfxl_root, o.eigenplaces), o.eigenplaces, o.sampler));
+    // Paper order of the sub-batches: GSV-Cities, MSLS, MegaScenes, ScanNet, SF-XL.
+    samplers.insert(samplers.begin() + (o.gsv_root.empty() ? 0 : 1),
+                    MakeMslsCliqueSampler(std::move(ds), std::move(desc), dim, o.clique, o.sampler));
   }
   for (const auto& s : samplers) {
     stats.sources.push_back(s->Summary());

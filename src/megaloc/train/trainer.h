@@ -124,6 +124,11 @@ struct TrainOptions {
   // scannet, eigenplaces, augment, architecture). Unknown keys are an error.
   static TrainOptions FromJson(const std::string& json_text, const std::string& context);
   std::string ToJson() const;
+  // Sets one option from text: `key` is a field name, dotted for nested ones ("sampler.seed",
+  // "clique.num_batches"); `value` is taken verbatim for string fields, a JSON value otherwise
+  // (a comma-separated list is also accepted for string lists). Unknown keys and bad values throw
+  // InvalidArgument naming the key.
+  void Set(const std::string& key, const std::string& value);
 };
 
 struct SubBatchLog {
