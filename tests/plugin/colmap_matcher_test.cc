@@ -12,6 +12,7 @@
 
 #include "megaloc/io/descriptor_store.h"
 #include "megaloc/retrieval/pairs_from_retrieval.h"
+#include "megaloc/synthetic/renderer.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "plugin/colmap_database.h"
@@ -362,6 +363,98 @@ TEST(ColmapMatcher, ClearErrorsForBadInputs) {
 
   options = DryRunOptions(p, 0);
   EXPECT_THROW(MatchColmapDatabase(options), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace megaloc
+
+namespace megaloc {
+namespace {
+
+// With the real extraction library and the tiny model (no COLMAP needed).
+class ColmapMatcherExtraction : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::TempDir();
+    images_ = JoinPaths(dir_, "images");
+    database_ = JoinPaths(dir_, "database.db");
+    synthetic::SyntheticSceneOptions scene;
+    scene.num_views = 3;
+    scene.width = 96;
+    scene.height = 72;
+    scene.focal_length = 80;
+    scene.supersampling = 1;
+    scene.extension = ".png";
+    scene.texture.pixels_per_meter = 16;
+    synthetic::WriteImages(synthetic::GenerateSyntheticScene(scene).views, images_);
+    std::ofstream(JoinPaths(images_, "broken.jpg")) << "\xff\xd8\xff\xe0 truncated";
+    CreateColmapDatabase(database_, ColmapSchemaVersion::k38,
+                         {{1, "view_000.png"}, {2, "view_001.png"}, {3, "view_002.png"}, {4, "broken.jpg"}}, {}, {});
+  }
+
+  ColmapMatcherOptions Options() const {
+    ColmapMatcherOptions options;
+    options.database_path = database_;
+    options.image_path = images_;
+    options.num_matched = 5;
+    options.dry_run = true;
+    options.num_threads = 1;
+    options.num_workers = 1;
+    options.model.weights_path = testing::TestDataPath("megaloc_tiny/megaloc_tiny_v2.safetensors");
+    options.model.num_threads = 1;
+    return options;
+  }
+
+  std::string dir_, images_, database_;
+};
+
+TEST_F(ColmapMatcherExtraction, BadImagesAreReportedAndGoodOnesKept) {
+  ColmapMatcherOptions options = Options();
+  const std::string what = ThrownMessage<ImageError>([&] { MatchColmapDatabase(options); });
+  EXPECT_NE(what.find("1 database image(s) could not be processed"), std::string::npos) << what;
+  EXPECT_NE(what.find("broken.jpg"), std::string::npos) << what;
+  // The good descriptors were written before the error.
+  const std::string cache = DefaultDescriptorsPath(database_);
+  EXPECT_EQ(DescriptorFile::Open(cache, DescriptorFile::Mode::kRead)->ListNames(),
+            (std::vector<std::string>{"view_000.png", "view_001.png", "view_002.png"}));
+  EXPECT_FALSE(FileExists(DefaultPairsPath(database_)));
+
+  options.skip_missing_images = true;
+  const ColmapMatcherStats stats = MatchColmapDatabase(options);
+  EXPECT_EQ(stats.num_cached, 3);
+  EXPECT_EQ(stats.num_matched_images, 3);
+  EXPECT_EQ(stats.skipped_images, (std::vector<std::string>{"broken.jpg"}));
+  EXPECT_EQ(stats.descriptor_dim, 48);
+  EXPECT_EQ(ReadPairs(stats.pairs_path).size(), 3u);
+}
+
+TEST_F(ColmapMatcherExtraction, CacheFromOtherSettingsIsRefused) {
+  std::remove(JoinPaths(images_, "broken.jpg").c_str());
+  const std::string db2 = JoinPaths(dir_, "three.db");
+  CreateColmapDatabase(db2, ColmapSchemaVersion::k4x, {{1, "view_000.png"}, {2, "view_001.png"}, {3, "view_002.png"}},
+                       {}, {});
+  ColmapMatcherOptions options = Options();
+  options.database_path = db2;
+  ColmapMatcherStats stats = MatchColmapDatabase(options);
+  EXPECT_EQ(stats.num_extracted, 3);
+  const std::string cache = DefaultDescriptorsPath(db2);
+  // The cache records its provenance; a full cache is checked against the current settings.
+  options.preprocessing.mode = ResizeMode::kNative;
+  std::string what = ThrownMessage<FormatError>([&] { MatchColmapDatabase(options); });
+  EXPECT_NE(what.find("preprocessing"), std::string::npos) << what;
+  EXPECT_NE(what.find(cache), std::string::npos) << what;
+  options = Options();
+  options.database_path = db2;
+  const std::string other_weights = JoinPaths(dir_, "other.safetensors");
+  std::ofstream(other_weights) << "different bytes";
+  options.model.weights_path = other_weights;
+  what = ThrownMessage<FormatError>([&] { MatchColmapDatabase(options); });
+  EXPECT_NE(what.find("other weights"), std::string::npos) << what;
+  // Without --weights_path a full cache is used as is.
+  options.model.weights_path.clear();
+  stats = MatchColmapDatabase(options);
+  EXPECT_EQ(stats.num_cached, 3);
+  EXPECT_EQ(stats.num_extracted, 0);
 }
 
 }  // namespace
