@@ -177,6 +177,42 @@ TEST(RevisitopEndToEnd, TinyModelOfficialLayout) {
   EXPECT_THROW(RunRevisitopEvaluation(other), InvalidArgument);
 }
 
+TEST(RevisitopEndToEnd, R1mDistractorsGetIdsAfterTheDatabase) {
+  const Dataset d = MakeDataset();
+  const std::string r1m = d.root + "/datasets/revisitop1m";
+  CreateDirectories(r1m + "/jpg/a");
+  cv::imwrite(r1m + "/jpg/a/x1.jpg", RandomImage(130, 90, 31));
+  cv::imwrite(r1m + "/jpg/a/x2.jpg", RandomImage(90, 130, 32));
+  cv::imwrite(r1m + "/jpg/x3.jpg", RandomImage(100, 100, 33));
+  WriteFileAtomically(r1m + "/revisitop1m.txt", "a/x1.jpg\na/x2.jpg\nx3.jpg\n");
+  RevisitopEvalOptions options = BaseOptions(d);
+  options.r1m_dir = r1m;
+  options.descriptors_path = d.root + "/feats_r1m.h5";
+  options.ranks_output_path = d.root + "/ranks_r1m.npy";
+  const RevisitopReport report = RunRevisitopEvaluation(options);
+  EXPECT_EQ(report.num_distractors, 3);
+  EXPECT_EQ(report.num_extracted, 11);
+  const NpyArray written = ReadNpy(options.ranks_output_path);
+  ASSERT_EQ(written.shape, (std::vector<int64_t>{9, 2}));
+  const auto ranks = RanksFromOfficialLayout(written.As<int64_t>(), 9, 2);
+  for (const auto& list : ranks) {
+    std::vector<int64_t> sorted = list;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(sorted, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
+  }
+  EXPECT_EQ(ranks[0][0], 0);
+  EXPECT_EQ(ranks[1][0], 1);
+  const RevisitopEvaluation expected =
+      EvaluateRevisitop(ranks, ReadRevisitopGroundTruth(d.gnd_path).gnd);
+  for (int s = 0; s < 3; ++s) {
+    EXPECT_DOUBLE_EQ(report.evaluation.setups[s].map, expected.setups[s].map);
+  }
+  auto file = DescriptorFile::Open(options.descriptors_path, DescriptorFile::Mode::kRead);
+  EXPECT_TRUE(file->Has("jpg/a/x1.jpg"));
+  EXPECT_TRUE(file->Has("jpg/x3.jpg"));
+  EXPECT_EQ(file->Dtype("jpg/x3.jpg"), DescriptorDtype::kFloat32);
+}
+
 TEST(RevisitopEndToEnd, MissingImageFailsBeforeAnyWork) {
   const Dataset d = MakeDataset();
   ASSERT_EQ(std::remove((d.jpg_dir + "/db_004.jpg").c_str()), 0);
