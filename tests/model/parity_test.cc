@@ -324,6 +324,33 @@ TEST_F(ParityTest, BadModelOptionsAreRejected) {
   }
 }
 
+TEST_F(ParityTest, Bf16AutocastAndFastAggregationOptions) {
+  ModelOptions options;
+  options.weights_path = TinyPath("megaloc_tiny_v2.safetensors");
+  options.num_threads = 1;
+  MegaLocModel fp32(options);
+  options.fast_aggregation = true;
+  MegaLocModel fast(options);
+  options.fast_aggregation = false;
+  options.use_bf16 = true;
+  MegaLocModel bf16(options);
+  PreprocessingOptions pre;
+  pre.mode = ResizeMode::kNative;
+  const PreprocessedImage image = LoadAndPreprocessImage(TinyPath("images/test_322x322.png"), pre);
+  const Eigen::VectorXf a = fp32.Extract(image);
+  const Eigen::VectorXf b = fast.Extract(image);
+  const Eigen::VectorXf c = bf16.Extract(image);
+  const double fast_diff = (a - b).cwiseAbs().maxCoeff();
+  const double bf16_diff = (a - c).cwiseAbs().maxCoeff();
+  std::printf("[options] fast_aggregation max|diff| %.3g; bf16 autocast max|diff| %.3g, cos %.6f\n",
+              fast_diff, bf16_diff, a.dot(c) / (a.norm() * c.norm()));
+  EXPECT_LE(fast_diff, 1e-6);
+  EXPECT_GT(bf16_diff, 0.0);  // autocast really ran in bf16
+  EXPECT_GT(a.dot(c), 0.99);
+  // fp32 again after a bf16 model ran: autocast state does not leak.
+  EXPECT_EQ((fp32.Extract(image) - a).cwiseAbs().maxCoeff(), 0.0f);
+}
+
 }  // namespace
 }  // namespace testing
 }  // namespace megaloc

@@ -72,6 +72,7 @@ MegaLocModel::MegaLocModel(const ModelOptions& options) : impl_(std::make_unique
                                        << ", num_heads=" << options.num_heads << ")");
   }
   impl_->options = options;
+  impl_->forward_options.fast_aggregation = options.fast_aggregation;
   const int threads = options.num_threads > 0
                           ? options.num_threads
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
