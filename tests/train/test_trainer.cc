@@ -211,6 +211,20 @@ TEST(Trainer, PerSubBatchBackwardEqualsSummedLoss) {
   EXPECT_LT((TrainingForward(*net, images[0], 2, fo) - net->forward(images[0], fo)).abs().max().item<double>(), 1e-12);
 }
 
+TEST(Trainer, GradientClipping) {
+  torch::Tensor a = torch::zeros({2}, torch::requires_grad());
+  torch::Tensor b = torch::zeros({1}, torch::requires_grad());
+  a.mutable_grad() = torch::tensor({3.0f, 0.0f});
+  b.mutable_grad() = torch::tensor({4.0f});
+  EXPECT_DOUBLE_EQ(ClipGradNorm({a, b}, 0.0), 5.0);  // norm only
+  EXPECT_FLOAT_EQ(a.grad()[0].item<float>(), 3.0f);
+  EXPECT_DOUBLE_EQ(ClipGradNorm({a, b}, 10.0), 5.0);  // below the limit: unchanged
+  EXPECT_FLOAT_EQ(b.grad()[0].item<float>(), 4.0f);
+  EXPECT_DOUBLE_EQ(ClipGradNorm({a, b}, 1.0), 5.0);
+  EXPECT_NEAR(a.grad()[0].item<float>(), 0.6f, 1e-6);
+  EXPECT_NEAR(b.grad()[0].item<float>(), 0.8f, 1e-6);
+}
+
 TEST(Trainer, DinoV2InitialisationCopiesTheBackbone) {
   const std::string dir = testing::TempDir();
   TrainArchitecture a = TinyArchitecture();

@@ -1238,10 +1238,10 @@ EigenPlacesDataset BuildEigenPlaces(std::vector<SfxlPanorama> panoramas,
     const Eigen::Vector2d u1 = svd.matrixU().col(1);  // second principal axis (across the street)
     cls.focal_lateral[0] = mu[0] + options.focal_distance_m * u1(0);
     cls.focal_lateral[1] = mu[1] + options.focal_distance_m * u1(1);
-    // Frontal: the first axis rotated by 90 degrees (along the street); the sign is arbitrary as
-    // the SVD's.
-    cls.focal_frontal[0] = mu[0] + options.focal_distance_m * u1(1);
-    cls.focal_frontal[1] = mu[1] - options.focal_distance_m * u1(0);
+    // Frontal: the same axis rotated by +90 degrees (EigenPlaces' rotate_2d_vector(.., 90)), i.e.
+    // along the street. (Which side is arbitrary, as the sign of the SVD's axis.)
+    cls.focal_frontal[0] = mu[0] - options.focal_distance_m * u1(1);
+    cls.focal_frontal[1] = mu[1] + options.focal_distance_m * u1(0);
     ds.groups[ge * N + gn].push_back(std::move(cls));
   }
   return ds;

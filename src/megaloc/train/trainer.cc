@@ -119,6 +119,22 @@ torch::Tensor TrainingForward(MegaLocNetImpl& net, const torch::Tensor& images,
                                           torch::nn::functional::NormalizeFuncOptions().p(2).dim(1));
 }
 
+double ClipGradNorm(const std::vector<torch::Tensor>& parameters, double max_norm) {
+  torch::NoGradGuard no_grad;
+  double sq = 0;
+  for (const auto& p : parameters) {
+    if (p.grad().defined()) sq += p.grad().to(torch::kDouble).pow(2).sum().item<double>();
+  }
+  const double norm = std::sqrt(sq);
+  if (max_norm > 0 && norm > max_norm) {
+    const double scale = max_norm / (norm + 1e-6);  // torch.nn.utils.clip_grad_norm_
+    for (const auto& p : parameters) {
+      if (p.grad().defined()) p.grad().mul_(scale);
+    }
+  }
+  return norm;
+}
+
 MegaLocNet BuildNetwork(const TrainOptions& options, std::string* description) {
   if (options.init_weights.empty()) {
     MegaLocNet net(NetConfigFromArchitecture(options.architecture));
@@ -551,20 +567,7 @@ TrainStats RunTraining(const TrainOptions& options_in, const TrainCallbacks& cb)
       log.sub_batches.push_back(s);
       images += sb.images.size(0);
     }
-    {
-      torch::NoGradGuard no_grad;
-      double sq = 0;
-      for (const auto& p : trainable) {
-        if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
-      }
-      log.grad_norm = std::sqrt(sq);
-      if (o.grad_clip_norm > 0 && log.grad_norm > o.grad_clip_norm) {
-        const double scale = o.grad_clip_norm / (log.grad_norm + 1e-6);
-        for (auto& p : trainable) {
-          if (p.grad().defined()) p.grad().mul_(scale);
-        }
-      }
-    }
+    log.grad_norm = ClipGradNorm(trainable, o.grad_clip_norm);
     optimizer.step();
     if (!std::isfinite(log.total_loss)) {
       MEGALOC_THROW(Error, "iteration " << t << ": non-finite loss " << log.total_loss

@@ -29,6 +29,11 @@ std::vector<torch::Tensor> FreezeForTraining(MegaLocNetImpl& net, int num_traina
 torch::Tensor TrainingForward(MegaLocNetImpl& net, const torch::Tensor& images,
                               int num_trainable_blocks, const ForwardOptions& options);
 
+// Global L2 norm of the gradients of `parameters`; if max_norm > 0 and the norm exceeds it, the
+// gradients are scaled by max_norm / (norm + 1e-6) (torch.nn.utils.clip_grad_norm_). Returns the
+// norm before clipping.
+double ClipGradNorm(const std::vector<torch::Tensor>& parameters, double max_norm);
+
 // Builds the network of a run: random (`init_weights` empty), DINOv2 backbone weights (keys
 // without prefix) + random aggregator, or a MegaLoc checkpoint (strict).
 MegaLocNet BuildNetwork(const TrainOptions& options, std::string* description);
