@@ -195,14 +195,18 @@ ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* gi
   const std::vector<std::string> names = SelectNames(options);
   stats.num_images = names.size();
 
-  // Output file: created if missing, repaired after a crash, checked against this run's settings.
+  // Output file: created if missing (with its directory, as hloc), repaired after a crash, checked
+  // against this run's settings.
+  const size_t slash = options.output_path.rfind('/');
+  if (slash != std::string::npos && slash > 0) CreateDirectories(options.output_path.substr(0, slash));
   std::unique_ptr<DescriptorFile> file =
       DescriptorFile::Open(options.output_path, DescriptorFile::Mode::kAppend);
-  std::vector<std::string> existing = file->ListNames();
+  std::vector<std::string> existing = file->ListDescriptorNames();
+  const std::unordered_set<std::string> existing_set(existing.begin(), existing.end());
 
   std::vector<std::string> work;
   for (const std::string& name : names) {
-    if (options.overwrite || !file->Has(name)) {
+    if (options.overwrite || existing_set.count(name) == 0) {
       work.push_back(name);
     } else {
       ++stats.num_skipped_existing;
@@ -240,7 +244,6 @@ ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* gi
   if (mismatch.empty() && !has_own_attributes && !existing.empty() && dim > 0) {
     // A file from another tool (e.g. hloc): only the dimension can be checked.
     for (const std::string& name : existing) {
-      if (!file->Has(name)) continue;
       const int stored = file->Dim(name);
       if (stored != dim) {
         mismatch = "it holds " + std::to_string(stored) + "-dimensional descriptors (e.g. '" +

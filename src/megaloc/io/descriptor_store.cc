@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -67,27 +68,21 @@ std::string FormatTypeError(const std::string& path, const std::string& name,
   return out.str();
 }
 
-struct VisitData {
-  std::set<std::string> names;
+// Per group (path without leading '/'): which datasets it holds.
+struct Inventory {
+  std::map<std::string, unsigned> groups;  // bit 0: global_descriptor, 1: image_size, 2: other
 };
 
-herr_t VisitCallback(hid_t, const char* name, const H5O_info_t* info, void* data) {
+herr_t InventoryCallback(hid_t, const char* name, const H5O_info_t* info, void* data) {
   if (info->type != H5O_TYPE_DATASET) return 0;
-  std::string path(name);
+  const std::string path(name);
   const size_t slash = path.rfind('/');
-  static_cast<VisitData*>(data)->names.insert(slash == std::string::npos ? std::string()
-                                                                          : path.substr(0, slash));
-  return 0;
-}
-
-struct GroupVisitData {
-  std::vector<std::string> groups;
-};
-
-herr_t GroupVisitCallback(hid_t, const char* name, const H5O_info_t* info, void* data) {
-  if (info->type == H5O_TYPE_GROUP && std::strcmp(name, ".") != 0) {
-    static_cast<GroupVisitData*>(data)->groups.emplace_back(name);
-  }
+  const std::string group = slash == std::string::npos ? std::string() : path.substr(0, slash);
+  const std::string leaf = slash == std::string::npos ? path : path.substr(slash + 1);
+  unsigned bit = 4;
+  if (leaf == kDescriptorDataset) bit = 1;
+  if (leaf == kImageSizeDataset) bit = 2;
+  static_cast<Inventory*>(data)->groups[group] |= bit;
   return 0;
 }
 
@@ -242,7 +237,8 @@ void DescriptorFile::OpenHandle(bool create) {
     }
     MEGALOC_THROW(FormatError,
                   path_ << ": cannot open the HDF5 file (truncated or corrupt HDF5 file, or "
-                           "being written by another process)");
+                           "being written by another process, or already open for "
+                        << (mode_ == Mode::kRead ? "writing" : "reading") << " in this one)");
   }
 }
 
@@ -259,12 +255,31 @@ DescriptorFile::~DescriptorFile() {
   if (half_type_ >= 0) H5Tclose(half_type_);
 }
 
-std::vector<std::string> DescriptorFile::ListNames() const {
-  VisitData data;
-  if (H5Ovisit2(file_id_, H5_INDEX_NAME, H5_ITER_INC, VisitCallback, &data, H5O_INFO_BASIC) < 0) {
-    MEGALOC_THROW(FormatError, path_ << ": cannot list the HDF5 file (corrupt file?)");
+namespace {
+
+Inventory TakeInventory(hid_t file, const std::string& path) {
+  Inventory inventory;
+  if (H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_INC, InventoryCallback, &inventory,
+                H5O_INFO_BASIC) < 0) {
+    MEGALOC_THROW(FormatError, path << ": cannot list the HDF5 file (corrupt file?)");
   }
-  return std::vector<std::string>(data.names.begin(), data.names.end());
+  return inventory;
+}
+
+}  // namespace
+
+std::vector<std::string> DescriptorFile::ListNames() const {
+  std::vector<std::string> names;
+  for (const auto& [group, bits] : TakeInventory(file_id_, path_).groups) names.push_back(group);
+  return names;  // std::map: sorted, unique
+}
+
+std::vector<std::string> DescriptorFile::ListDescriptorNames() const {
+  std::vector<std::string> names;
+  for (const auto& [group, bits] : TakeInventory(file_id_, path_).groups) {
+    if (bits & 1u) names.push_back(group);
+  }
+  return names;
 }
 
 bool DescriptorFile::Has(const std::string& name) const {
@@ -530,21 +545,18 @@ void DescriptorFile::Flush() {
 std::vector<std::string> DescriptorFile::RepairIncompleteGroups() {
   std::vector<std::string> removed;
   if (!IsWritable()) return removed;
-  GroupVisitData data;
-  if (H5Ovisit2(file_id_, H5_INDEX_NAME, H5_ITER_INC, GroupVisitCallback, &data, H5O_INFO_BASIC) < 0) {
-    MEGALOC_THROW(FormatError, path_ << ": cannot list the HDF5 file (corrupt file?)");
-  }
-  for (const std::string& group : data.groups) {
-    const std::string d = group + "/" + kDescriptorDataset;
-    const std::string s = group + "/" + kImageSizeDataset;
-    const bool has_d = H5Lexists(file_id_, d.c_str(), H5P_DEFAULT) > 0;
-    const bool has_s = H5Lexists(file_id_, s.c_str(), H5P_DEFAULT) > 0;
-    if (has_d != has_s) removed.push_back(group);
+  for (const auto& [group, bits] : TakeInventory(file_id_, path_).groups) {
+    if (((bits & 1u) != 0) != ((bits & 2u) != 0)) removed.push_back(group);
   }
   for (const std::string& group : removed) {
     // Only the incomplete datasets go, so sub-groups (nested names) survive.
-    H5Ldelete(file_id_, (group + "/" + kDescriptorDataset).c_str(), H5P_DEFAULT);
-    H5Ldelete(file_id_, (group + "/" + kImageSizeDataset).c_str(), H5P_DEFAULT);
+    for (const char* dataset : {kDescriptorDataset, kImageSizeDataset}) {
+      const std::string path = group + "/" + dataset;
+      if (H5Lexists(file_id_, path.c_str(), H5P_DEFAULT) > 0 &&
+          H5Ldelete(file_id_, path.c_str(), H5P_DEFAULT) < 0) {
+        MEGALOC_THROW(IoError, path_ << ": cannot delete the incomplete image '" << group << "'");
+      }
+    }
   }
   if (!removed.empty()) Flush();
   return removed;

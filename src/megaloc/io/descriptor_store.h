@@ -84,6 +84,9 @@ class DescriptorFile {
   // hloc's `list_h5_names`: the parent group path (without leading '/') of every dataset in the
   // file, de-duplicated and sorted (byte order). A group is listed iff it holds >= 1 dataset.
   std::vector<std::string> ListNames() const;
+  // The names whose group holds a `global_descriptor` dataset, sorted (one pass over the file;
+  // use this rather than Has() per name on large files).
+  std::vector<std::string> ListDescriptorNames() const;
   // True if /<name>/global_descriptor exists (checked component by component; never throws for
   // missing parents; false for invalid names).
   bool Has(const std::string& name) const;

@@ -63,9 +63,7 @@ MergeStats MergeDescriptorFiles(const std::vector<std::string>& input_paths,
   int dim = 0;
   std::string dim_file;
   for (Source& source : sources) {
-    for (const std::string& name : source.file->ListNames()) {
-      if (source.file->Has(name)) source.names.push_back(name);
-    }
+    source.names = source.file->ListDescriptorNames();
     source.attributes = source.file->Attributes();
     if (source.names.empty()) continue;
     if (!source.attributes.count(kAttrPreprocessing)) all_have_attributes = false;
@@ -122,6 +120,8 @@ MergeStats MergeDescriptorFiles(const std::vector<std::string>& input_paths,
   }
 
   // Write (the output's own handle must be closed first: one writer, no reader).
+  const size_t slash = output_path.rfind('/');
+  if (slash != std::string::npos && slash > 0) CreateDirectories(output_path.substr(0, slash));
   const bool output_had_content = !sources.empty() && sources.back().is_output;
   if (output_had_content) sources.back().file.reset();
   auto output = DescriptorFile::Open(output_path, DescriptorFile::Mode::kAppend);
