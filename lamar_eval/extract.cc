@@ -86,7 +86,15 @@ std::vector<LamarSessionExtractStats> RunLamarExtraction(const LamarExtractOptio
     }
     ExtractionStats result;
     if (needs_model) {
-      if (!model) model = std::make_unique<MegaLocModel>(options.model);
+      if (!model) {
+        if (options.model.weights_path.empty()) {
+          MEGALOC_THROW(InvalidArgument,
+                        "no model weights: pass --weights_path FILE or set MEGALOC_WEIGHTS (the "
+                        "official MegaLoc weights: "
+                        "https://huggingface.co/gberton/MegaLoc/resolve/main/model.safetensors)");
+        }
+        model = std::make_unique<MegaLocModel>(options.model);
+      }
       result = RunExtraction(extraction, model.get());
     } else {
       result.num_images = names.size();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "lamar_eval/evaluation.h"
+#include "lamar_eval/extract.h"
 #include "lamar_eval/localize.h"
 #include "lamar_eval/pairs.h"
 #include "megaloc/util/file_utils.h"
@@ -93,6 +94,84 @@ std::vector<std::string> SplitCommaList(const std::string& text) {
     if (!item.empty()) items.push_back(item);
   }
   return items;
+}
+
+// --weights_path, else $MEGALOC_WEIGHTS, else ~/.cache/megaloc/model.safetensors (as `megaloc
+// extract`).
+std::string ResolveWeightsPath(const std::string& given) {
+  if (!given.empty()) return given;
+  const char* env = std::getenv("MEGALOC_WEIGHTS");
+  if (env != nullptr && *env != '\0') return env;
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && *home != '\0') {
+    const std::string cached = JoinPaths(JoinPaths(home, ".cache/megaloc"), "model.safetensors");
+    if (FileExists(cached)) return cached;
+  }
+  return "";
+}
+
+int RunExtractStep(int argc, char** argv) {
+  lamar::LamarExtractOptions options;
+  std::string sessions;
+  std::string weights_path;
+  po::options_description description("Options");
+  description.add_options()
+      ("capture_path", po::value<std::string>(&options.capture_path)->required(),
+       "Root holding <SCENE>/sessions/<session_id>/.")
+      ("scene", po::value<std::string>(&options.scene)->required(), "Scene (CAB, HGE, LIN, ...).")
+      ("sessions", po::value<std::string>(&sessions)->required(),
+       "Comma-separated session ids, e.g. map,query_val_phone,query_val_hololens.")
+      ("outputs", po::value<std::string>(&options.outputs)->required(),
+       "Output root: writes <outputs>/<SCENE>/extraction/<session>/<method_name>/.")
+      ("weights_path", po::value<std::string>(&weights_path)->default_value(""),
+       "MegaLoc checkpoint (default: $MEGALOC_WEIGHTS, else ~/.cache/megaloc/model.safetensors).")
+      ("method_name", po::value<std::string>(&options.method.name)->default_value("megaloc"),
+       "Retrieval method name (directory name and \"name\" of configuration.json).")
+      ("resize_max", po::value<int>(&options.method.resize_max)->default_value(1024),
+       "Longest image side before the network (hloc preprocessing resize_max; recorded in "
+       "configuration.json).")
+      ("all_images", po::bool_switch(&options.all_images),
+       "For sessions with queries.txt, extract every images.txt image, not only the queries.")
+      ("batch_size", po::value<int>(&options.batch_size)->default_value(1), "Images per forward pass.")
+      ("num_workers", po::value<int>(&options.num_workers)->default_value(2), "Decoding threads.")
+      ("num_threads", po::value<int>(&options.model.num_threads)->default_value(-1),
+       "Torch intra-op threads (-1 = all cores).")
+      ("device", po::value<std::string>(&options.model.device)->default_value("cpu"),
+       "cpu, cuda, cuda:N or auto.")
+      ("overwrite", po::bool_switch(&options.overwrite), "Re-extract images already present.");
+  po::variables_map vm;
+  const ParseResult parsed = ParseCommandLine(
+      "lamar_eval extract",
+      "MegaLoc global descriptors of LaMAR sessions in the layout the official pipeline reads "
+      "(features.h5: names <session>/raw_data/<path>, float16 unit descriptors; configuration.json "
+      "= the method dict). Map sessions: every image; query sessions: the queries.txt images, rigs "
+      "expanded to every camera.",
+      description, argc, argv, &vm);
+  if (parsed == ParseResult::kHelp) return EXIT_SUCCESS;
+  if (parsed == ParseResult::kError) return EXIT_FAILURE;
+  return RunCommandGuarded([&]() {
+    options.sessions = SplitCommaList(sessions);
+    options.model.weights_path = ResolveWeightsPath(weights_path);
+    const std::vector<lamar::LamarSessionExtractStats> all = lamar::RunLamarExtraction(options);
+    size_t num_failed = 0;
+    for (const auto& stats : all) {
+      std::cout << stats.session_id << ": " << stats.num_images << " images, "
+                << stats.num_extracted << " extracted, " << stats.num_skipped_existing
+                << " already present, " << stats.num_failed << " failed -> "
+                << stats.features_path << "\n";
+      for (const std::string& failure : stats.failures) std::cerr << "ERROR: " << failure << "\n";
+      num_failed += stats.num_failed;
+    }
+    std::cout << std::flush;
+    if (num_failed > 0) {
+      std::cerr << "ERROR: " << num_failed
+                << " images failed; their sessions have no configuration.json (rerun after "
+                   "fixing them: finished images are kept)"
+                << std::endl;
+      return EXIT_FAILURE;
+    }
+    return EXIT_SUCCESS;
+  });
 }
 
 int RunPairsStep(int argc, char** argv) {
@@ -216,6 +295,7 @@ int RunLamarEval(int argc, char** argv) {
     return argc < 2 ? EXIT_FAILURE : EXIT_SUCCESS;
   }
   const std::string step = argv[1];
+  if (step == "extract") return RunExtractStep(argc - 1, argv + 1);
   if (step == "evaluate") return RunEvaluateStep(argc - 1, argv + 1);
   if (step == "pairs") return RunPairsStep(argc - 1, argv + 1);
   if (step == "localize") return RunLocalizeStep(argc - 1, argv + 1);

@@ -5,7 +5,7 @@
 
 #include <cmath>
 #include <fstream>
-#include <random>
+#include <algorithm>
 #include <sstream>
 #include <string>
 
@@ -183,27 +183,6 @@ class SyntheticCapture {
   PinholeCamera camera_;
 };
 
-// Random unit descriptors for every image of a session in the official extraction layout (the
-// MegaLoc `extract` step is tested elsewhere; with num_pairs >= map size every pair is kept anyway).
-void WriteDescriptors(const Session& session, bool queries_only, const std::string& scene_outputs,
-                      std::mt19937* rng) {
-  std::vector<Key> keys;
-  std::vector<std::string> names;
-  std::vector<Key> query_keys;
-  if (queries_only) query_keys = ReadQueryList(JoinPaths(session.path, "queries.txt"));
-  ListImagesForSession(session, queries_only ? &query_keys : nullptr, &keys, &names);
-  const std::string dir = ExtractionDir(scene_outputs, session.id, "megaloc");
-  CreateDirectories(dir);
-  auto file = DescriptorFile::Open(JoinPaths(dir, "features.h5"), DescriptorFile::Mode::kCreate);
-  std::normal_distribution<float> normal;
-  for (const std::string& name : names) {
-    Eigen::VectorXf v(32);
-    for (int d = 0; d < 32; ++d) v[d] = normal(*rng);
-    v.normalize();
-    file->Write(name, v.data(), 32, 640, 480);
-  }
-}
-
 TEST(LamarLocalize, SyntheticCaptureEndToEndWithColmap) {
   const std::string root = testing::TempDir();
   SyntheticCapture capture(root);
@@ -213,10 +192,29 @@ TEST(LamarLocalize, SyntheticCaptureEndToEndWithColmap) {
 
   const std::string outputs = JoinPaths(root, "outputs");
   const std::string scene_outputs = JoinPaths(outputs, "SYN");
-  std::mt19937 rng(11);
-  WriteDescriptors(LoadSession(capture.SessionPath("map")), false, scene_outputs, &rng);
-  for (const std::string id : {"query_val_phone", "query_val_hololens"}) {
-    WriteDescriptors(LoadSession(capture.SessionPath(id)), true, scene_outputs, &rng);
+  // extract: the real MegaLoc pipeline with the tiny test model, through the command line.
+  const std::string extract =
+      testing::MegalocExecutable() + " lamar_eval extract --capture_path " + root +
+      " --scene SYN --sessions map,query_val_phone,query_val_hololens --outputs " + outputs +
+      " --weights_path " + testing::TestDataPath("megaloc_tiny/megaloc_tiny_v2.safetensors") +
+      " --resize_max 320 --num_threads 2 > /dev/null";
+  ASSERT_EQ(testing::RunShell(extract), 0) << extract;
+  for (const std::string id : {"map", "query_val_phone", "query_val_hololens"}) {
+    const Session session = LoadSession(capture.SessionPath(id));
+    std::vector<Key> keys, query_keys;
+    std::vector<std::string> names;
+    if (id != "map") query_keys = ReadQueryList(JoinPaths(session.path, "queries.txt"));
+    ListImagesForSession(session, id != "map" ? &query_keys : nullptr, &keys, &names);
+    const std::string dir = ExtractionDir(scene_outputs, id, "megaloc");
+    auto file = DescriptorFile::Open(JoinPaths(dir, "features.h5"), DescriptorFile::Mode::kRead);
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(file->ListNames(), names) << id;
+    for (const std::string& name : names) {
+      EXPECT_EQ(file->Dtype(name), DescriptorDtype::kFloat16);
+      EXPECT_NEAR(file->Read(name).norm(), 1.0f, 2e-3f) << name;
+    }
+    EXPECT_EQ(nlohmann::json::parse(ReadFileToString(JoinPaths(dir, "configuration.json"))),
+              nlohmann::json::parse(R"({"name": "megaloc", "hloc": {"model": {"name": "megaloc"}, "preprocessing": {"resize_max": 320}}})"));
   }
 
   // Phone session through the library.
@@ -228,6 +226,7 @@ TEST(LamarLocalize, SyntheticCaptureEndToEndWithColmap) {
     pairs.query_id = "query_val_phone";
     pairs.num_pairs_map = 5;
     pairs.num_pairs_loc = 6;
+    pairs.method.resize_max = 320;
     const LamarPairsStats pair_stats = RunLamarPairs(pairs);
     // Every map camera sees the scene centre from <= 12 m, within 110 deg: no filter bites.
     EXPECT_EQ(pair_stats.mapping.num_candidates, 10 * 9);
@@ -267,7 +266,8 @@ TEST(LamarLocalize, SyntheticCaptureEndToEndWithColmap) {
     const std::string exe = testing::MegalocExecutable() + " lamar_eval ";
     const std::string common = " --capture_path " + root + " --scene SYN --outputs " + outputs +
                                " --query_id query_val_hololens --num_pairs_map 5 --num_pairs_loc 6";
-    ASSERT_EQ(testing::RunShell(exe + "pairs" + common + " --skip_mapping_pairs > /dev/null"), 0);
+    const std::string resize = " --resize_max 320";
+    ASSERT_EQ(testing::RunShell(exe + "pairs" + common + resize + " --skip_mapping_pairs > /dev/null"), 0);
     ASSERT_EQ(testing::RunShell(exe + "localize" + common +
                                 " --num_threads 2 --max_num_features 1024 > /dev/null"),
               0);
