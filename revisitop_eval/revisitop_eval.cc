@@ -348,6 +348,10 @@ RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
     weights_sha = Sha256File(options.weights_path);
   }
   CheckCacheProvenance(file.get(), report.preprocessing, weights_sha);
+  // New descriptors are stored as float32 (no float16 rounding in the evaluated scores; hloc reads
+  // float32 too), or in the dtype an existing cache records (e.g. a float16 `megaloc extract` file).
+  DescriptorDtype dtype = DescriptorDtype::kFloat32;
+  if (file->HasAttribute(kAttrDtype)) dtype = ParseDescriptorDtype(file->GetAttribute(kAttrDtype));
   file->Flush();
 
   Timer extraction_timer;
@@ -377,9 +381,7 @@ RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
                                               << image.height << " is too small for the model");
         }
         const Eigen::VectorXf d = model.Extract(image);
-        // float32: no float16 rounding in the evaluated scores (hloc reads float32 too).
-        file->Write(item.key, d.data(), static_cast<int>(d.size()), rgb.cols, rgb.rows,
-                    DescriptorDtype::kFloat32);
+        file->Write(item.key, d.data(), static_cast<int>(d.size()), rgb.cols, rgb.rows, dtype);
         ++report.num_extracted;
         if ((i + 1) % static_cast<size_t>(options.flush_every) == 0) file->Flush();
       }
@@ -403,7 +405,7 @@ RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
       eo.output_path = descriptors_path;
       eo.image_names = names;
       eo.preprocessing = options.preprocessing;
-      eo.dtype = DescriptorDtype::kFloat32;
+      eo.dtype = dtype;
       eo.batch_size = options.batch_size;
       eo.num_workers = options.num_workers;
       eo.progress_callback = [&](const ExtractionProgress& p) {

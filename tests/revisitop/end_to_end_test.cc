@@ -10,6 +10,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "megaloc/extraction/extraction.h"
 #include "megaloc/io/descriptor_store.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
@@ -211,6 +212,30 @@ TEST(RevisitopEndToEnd, R1mDistractorsGetIdsAfterTheDatabase) {
   EXPECT_TRUE(file->Has("jpg/a/x1.jpg"));
   EXPECT_TRUE(file->Has("jpg/x3.jpg"));
   EXPECT_EQ(file->Dtype("jpg/x3.jpg"), DescriptorDtype::kFloat32);
+}
+
+TEST(RevisitopEndToEnd, ReusesAFloat16ExtractFile) {
+  // Database descriptors made beforehand by the extraction pipeline (as `megaloc extract` does,
+  // float16) with the same preprocessing are reused; the queries are added in float16 too.
+  const Dataset d = MakeDataset();
+  ExtractionOptions eo;
+  eo.image_path = d.jpg_dir;
+  eo.output_path = d.root + "/feats16.h5";
+  eo.image_names = {"db_000.jpg", "db_001.jpg", "db_002.jpg", "db_003.jpg", "db_004.jpg",
+                    "db_005.jpg"};
+  eo.model.weights_path = TinyWeights();
+  eo.model.num_threads = 1;
+  eo.preprocessing = RevisitopDefaultPreprocessing();
+  eo.dtype = DescriptorDtype::kFloat16;
+  ASSERT_EQ(RunExtraction(eo).num_extracted, 6u);
+  RevisitopEvalOptions options = BaseOptions(d);
+  options.descriptors_path = eo.output_path;
+  const RevisitopReport report = RunRevisitopEvaluation(options);
+  EXPECT_EQ(report.num_cached, 6);
+  EXPECT_EQ(report.num_extracted, 2);
+  EXPECT_DOUBLE_EQ(report.evaluation.Get(RevisitopSetup::kEasy).map, 1.0);
+  auto file = DescriptorFile::Open(eo.output_path, DescriptorFile::Mode::kRead);
+  EXPECT_EQ(file->Dtype("query_crop/q_000.jpg"), DescriptorDtype::kFloat16);
 }
 
 TEST(RevisitopEndToEnd, MissingImageFailsBeforeAnyWork) {
