@@ -5,22 +5,31 @@
 //                 [--num_workers K=2] [--num_threads T=-1] [--commit_interval S=1]
 //                 [--extra "more extract flags"] [--megaloc PATH] [--dir DIR] [--repeat R=1]
 //
+//   extract_bench --store N [--dim D=8448] [--commit_every C=64] [--dir DIR]
+//       HDF5 store only: writes N random float16 descriptors (hloc layout, C images per atomic
+//       commit), then times reopening for append (crash repair scan), listing, and reading
+//       everything back with ReadBlock / ReadBlockHalf.
+//
 // Weights: $MEGALOC_BENCH_WEIGHTS, default the tiny test model (tests/data/megaloc_tiny). The
 // images are generated once per (N, W, H) under DIR (default: a temp dir). Each repetition extracts
 // into a fresh output file in a child process; wall time, peak RSS of the child (wait4 ru_maxrss)
 // and the load average are printed as one "RESULT ..." line.
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -64,9 +73,81 @@ std::string SourceDir() {
   return file.substr(0, file.rfind('/'));
 }
 
+double Since(const std::chrono::steady_clock::time_point& start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+int StoreBench(int n, int dim, int commit_every, std::string dir) {
+  using megaloc::DescriptorFile;
+  if (dir.empty()) dir = megaloc::CreateTempDirectory("megaloc_store_bench");
+  const std::string path = dir + "/store_" + std::to_string(n) + ".h5";
+  std::vector<float> v(dim);
+  cv::RNG rng(1);
+  for (float& x : v) x = static_cast<float>(rng.gaussian(1.0) / std::sqrt(dim));
+  auto start = std::chrono::steady_clock::now();
+  {
+    auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kCreate);
+    for (int i = 0; i < n; ++i) {
+      v[i % dim] += 1e-3f;
+      file->Write("seq" + std::to_string(i % 100) + "/img_" + std::to_string(i) + ".jpg", v.data(),
+                  dim, 640, 480);
+      if ((i + 1) % commit_every == 0) file->Flush();
+    }
+  }
+  const double write_s = Since(start);
+  start = std::chrono::steady_clock::now();
+  auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kAppend);
+  const double open_append_s = Since(start);
+  file.reset();
+  start = std::chrono::steady_clock::now();
+  file = DescriptorFile::Open(path, DescriptorFile::Mode::kRead);
+  const std::vector<std::string> names = file->ListDescriptorNames();
+  const double list_s = Since(start);
+  start = std::chrono::steady_clock::now();
+  megaloc::DescriptorBlock block;
+  double checksum = 0;
+  for (size_t b = 0; b < names.size(); b += 1024) {
+    file->ReadBlock(names, b, std::min(names.size(), b + 1024), &block);
+    checksum += block(0, 0);
+  }
+  const double read_s = Since(start);
+  start = std::chrono::steady_clock::now();
+  std::vector<uint16_t> bits;
+  int d = 0;
+  for (size_t b = 0; b < names.size(); b += 1024) {
+    file->ReadBlockHalf(names, b, std::min(names.size(), b + 1024), &bits, &d);
+    checksum += bits[0];
+  }
+  const double read_half_s = Since(start);
+  struct stat st;
+  stat(path.c_str(), &st);
+  std::printf(
+      "RESULT store images=%d dim=%d commit_every=%d file_mib=%.1f write_s=%.2f "
+      "write_images_per_s=%.0f open_append_s=%.3f open_list_s=%.3f read_block_s=%.2f "
+      "read_block_mib_per_s=%.0f read_half_s=%.2f load=%s (checksum %.3g)\n",
+      n, dim, commit_every, st.st_size / 1048576.0, write_s, n / write_s, open_append_s, list_s,
+      read_s, st.st_size / 1048576.0 / read_s, read_half_s, LoadAverage().c_str(), checksum);
+  file.reset();
+  std::remove(path.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::string(argv[i]) == "--store") {
+      int dim = 8448, commit_every = 64;
+      std::string dir;
+      for (int j = 1; j + 1 < argc; j += 2) {
+        const std::string key = argv[j];
+        if (key == "--dim") dim = std::stoi(argv[j + 1]);
+        if (key == "--commit_every") commit_every = std::stoi(argv[j + 1]);
+        if (key == "--dir") dir = argv[j + 1];
+      }
+      return StoreBench(std::stoi(argv[i + 1]), dim, commit_every, dir);
+    }
+  }
   int num_images = 64, width = 640, height = 480, batch_size = 1, num_workers = 2, num_threads = -1,
       repeat = 1;
   std::string commit_interval = "1", extra, megaloc, dir;

@@ -302,14 +302,17 @@ struct DatasetInfo {
 static DatasetInfo InspectDescriptor(hid_t file, const std::string& path, const std::string& name,
                                      hid_t* dataset_out) {
   const std::string dataset_path = name + "/" + kDescriptorDataset;
-  if (!DescriptorFile::CheckName(name).empty() || !LinkExists(file, name)) {
-    MEGALOC_THROW(FormatError, FormatTypeError(path, name, "no such image in the file"));
-  }
-  if (!LinkExists(file, dataset_path) || ObjectType(file, dataset_path) != H5O_TYPE_DATASET) {
-    MEGALOC_THROW(FormatError, FormatTypeError(path, name, "group has no 'global_descriptor' dataset"));
-  }
-  const hid_t dataset = H5Dopen2(file, dataset_path.c_str(), H5P_DEFAULT);
+  // Fast path: open directly (the error stack is silenced); diagnose only on failure.
+  const hid_t dataset = DescriptorFile::CheckName(name).empty()
+                            ? H5Dopen2(file, dataset_path.c_str(), H5P_DEFAULT)
+                            : H5I_INVALID_HID;
   if (dataset < 0) {
+    if (!DescriptorFile::CheckName(name).empty() || !LinkExists(file, name)) {
+      MEGALOC_THROW(FormatError, FormatTypeError(path, name, "no such image in the file"));
+    }
+    if (!LinkExists(file, dataset_path) || ObjectType(file, dataset_path) != H5O_TYPE_DATASET) {
+      MEGALOC_THROW(FormatError, FormatTypeError(path, name, "group has no 'global_descriptor' dataset"));
+    }
     MEGALOC_THROW(FormatError, FormatTypeError(path, name, "cannot open 'global_descriptor' (corrupt file?)"));
   }
   DatasetInfo info;
