@@ -9,6 +9,7 @@
 #include "megaloc/model/megaloc.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
+#include "megaloc/util/sha256.h"
 #include "tests/model/model_test_utils.h"
 
 namespace megaloc {
@@ -306,6 +307,49 @@ TEST(WeightsTest, PublicConvertAndInfo) {
   EXPECT_EQ(tiny.descriptor_dim, 48);
   EXPECT_EQ(tiny.weights_sha256.size(), 64u);
   EXPECT_THROW(ReadCheckpointInfo(TinyPath("images/test_100x70.png")), FormatError);
+}
+
+}  // namespace
+}  // namespace testing
+}  // namespace megaloc
+
+namespace megaloc {
+namespace testing {
+namespace {
+
+// The real `megaloc` executable (built with the project).
+TEST(WeightsCliTest, ModelInfoAndConvertWeights) {
+  const std::string dir = TempDir();
+  const std::string exe = MegalocExecutable();
+  ASSERT_TRUE(FileExists(exe)) << exe << " not built";
+  const std::string log = JoinPaths(dir, "out.txt");
+  ASSERT_EQ(RunShell(exe + " model_info --weights_path " + TinyPath("megaloc_tiny_v2.safetensors") +
+                     " > " + log + " 2>&1"),
+            0);
+  std::string out = ReadFileToString(log);
+  EXPECT_TRUE(Contains(out, "num_parameters:  240,313")) << out;
+  EXPECT_TRUE(Contains(out, "heads 4")) << out;
+  EXPECT_TRUE(Contains(out, Sha256File(TinyPath("megaloc_tiny_v2.safetensors")))) << out;
+
+  const std::string converted = JoinPaths(dir, "v1.safetensors");
+  ASSERT_EQ(RunShell(exe + " convert_weights --input_path " + TinyPath("megaloc_tiny_v1.torch") +
+                     " --output_path " + converted + " --num_heads 4 > " + log + " 2>&1"),
+            0);
+  out = ReadFileToString(log);
+  EXPECT_TRUE(Contains(out, "(torch-zip)")) << out;
+  const TensorMap back = ReadSafetensors(converted);
+  EXPECT_EQ(back.size(), 49u);
+
+  // Errors: one ERROR line naming the file, exit code 1.
+  const std::string png = TinyPath("images/test_100x70.png");
+  EXPECT_EQ(RunShell(exe + " model_info --weights_path " + png + " > " + log + " 2>&1"), 1);
+  out = ReadFileToString(log);
+  EXPECT_TRUE(Contains(out, "ERROR: " + png)) << out;
+  EXPECT_EQ(RunShell(exe + " convert_weights --input_path " + png + " --output_path " +
+                     JoinPaths(dir, "x.safetensors") + " > " + log + " 2>&1"),
+            1);
+  EXPECT_FALSE(FileExists(JoinPaths(dir, "x.safetensors")));
+  EXPECT_EQ(RunShell(exe + " model_info > " + log + " 2>&1"), 1);
 }
 
 }  // namespace
