@@ -226,6 +226,8 @@ ColmapMatcherStats MatchColmapDatabase(const ColmapMatcherOptions& options, cons
                                          << " (e.g. " << to_extract.front()
                                          << "): pass --weights_path to extract them");
     }
+    const size_t slash = stats.descriptors_path.find_last_of('/');
+    if (slash != std::string::npos && slash > 0) CreateDirectories(stats.descriptors_path.substr(0, slash));
     Timer extraction_timer;
     stats.num_extracted = extractor ? extractor(options, to_extract, stats.descriptors_path)
                                     : ExtractColmapDescriptors(options, to_extract, stats.descriptors_path);

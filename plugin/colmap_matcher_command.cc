@@ -168,6 +168,9 @@ int RunColmapMatcher(int argc, char** argv) {
               << "Pairs:             " << stats.num_pairs << " unique (" << stats.num_retrieval_pairs
               << " retrieved, " << stats.num_sequential_pairs << " sequential) for " << stats.num_matched_images
               << " images -> " << stats.pairs_path << "\n";
+    if (stats.num_pairs == 0) {
+      std::cout << "WARNING: no pairs (every retrieval score is below --min_score); COLMAP has nothing to match\n";
+    }
     if (stats.colmap_ran) {
       std::cout << "COLMAP:            " << stats.colmap_version << "\n"
                 << "Command:          ";

@@ -426,6 +426,11 @@ TEST_F(ColmapMatcherExtraction, BadImagesAreReportedAndGoodOnesKept) {
   EXPECT_EQ(stats.skipped_images, (std::vector<std::string>{"broken.jpg"}));
   EXPECT_EQ(stats.descriptor_dim, 48);
   EXPECT_EQ(ReadPairs(stats.pairs_path).size(), 3u);
+
+  // A cache in a directory that does not exist yet.
+  options.descriptors_path = JoinPaths(dir_, "cache/sub/descriptors.h5");
+  EXPECT_EQ(MatchColmapDatabase(options).num_extracted, 3);
+  EXPECT_TRUE(FileExists(options.descriptors_path));
 }
 
 TEST_F(ColmapMatcherExtraction, CacheFromOtherSettingsIsRefused) {
