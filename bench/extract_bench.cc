@@ -10,6 +10,11 @@
 //       commit), then times reopening for append (crash repair scan), listing, and reading
 //       everything back with ReadBlock / ReadBlockHalf.
 //
+//   extract_bench --make_full_weights PATH
+//       Writes a full-size MegaLoc checkpoint (official v2 safetensors keys and shapes, 228,639,553
+//       parameters, 915 MB) with seeded random values, for timing the real architecture without
+//       downloading the official weights (speed does not depend on the values).
+//
 // Weights: $MEGALOC_BENCH_WEIGHTS, default the tiny test model (tests/data/megaloc_tiny). The
 // images are generated once per (N, W, H) under DIR (default: a temp dir). Each repetition extracts
 // into a fresh output file in a child process; wall time, peak RSS of the child (wait4 ru_maxrss)
@@ -77,6 +82,90 @@ double Since(const std::chrono::steady_clock::time_point& start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// Full-size v2 state_dict (spec/model.md section 6) with random values, as safetensors.
+int MakeFullWeights(const std::string& path) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> tensors = {
+      {"backbone.cls_token", {1, 1, 768}},
+      {"backbone.pos_embed", {1, 1370, 768}},
+      {"backbone.patch_embed.proj.weight", {768, 3, 14, 14}},
+      {"backbone.patch_embed.proj.bias", {768}},
+      {"backbone.norm.weight", {768}},
+      {"backbone.norm.bias", {768}},
+      {"aggregator.agg.dust_bin", {}},
+      {"aggregator.agg.token_features.0.weight", {512, 768}},
+      {"aggregator.agg.token_features.0.bias", {512}},
+      {"aggregator.agg.token_features.2.weight", {256, 512}},
+      {"aggregator.agg.token_features.2.bias", {256}},
+      {"aggregator.agg.cluster_features.0.weight", {512, 768, 1, 1}},
+      {"aggregator.agg.cluster_features.0.bias", {512}},
+      {"aggregator.agg.cluster_features.3.weight", {256, 512, 1, 1}},
+      {"aggregator.agg.cluster_features.3.bias", {256}},
+      {"aggregator.agg.score.0.weight", {512, 768, 1, 1}},
+      {"aggregator.agg.score.0.bias", {512}},
+      {"aggregator.agg.score.3.weight", {64, 512, 1, 1}},
+      {"aggregator.agg.score.3.bias", {64}},
+      {"aggregator.linear.weight", {8448, 16640}},
+      {"aggregator.linear.bias", {8448}},
+  };
+  for (int i = 0; i < 12; ++i) {
+    const std::string b = "backbone.blocks." + std::to_string(i) + ".";
+    for (const auto& [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+             {"norm1.weight", {768}}, {"norm1.bias", {768}}, {"attn.qkv.weight", {2304, 768}},
+             {"attn.qkv.bias", {2304}}, {"attn.proj.weight", {768, 768}}, {"attn.proj.bias", {768}},
+             {"ls1.gamma", {768}}, {"norm2.weight", {768}}, {"norm2.bias", {768}},
+             {"mlp.fc1.weight", {3072, 768}}, {"mlp.fc1.bias", {3072}},
+             {"mlp.fc2.weight", {768, 3072}}, {"mlp.fc2.bias", {768}}, {"ls2.gamma", {768}}}) {
+      tensors.push_back({b + name, shape});
+    }
+  }
+  std::sort(tensors.begin(), tensors.end());
+  std::string header = "{\"__metadata__\":{\"format\":\"pt\"}";
+  uint64_t offset = 0;
+  for (const auto& [name, shape] : tensors) {
+    uint64_t count = 1;
+    std::string dims;
+    for (const int64_t d : shape) {
+      count *= static_cast<uint64_t>(d);
+      dims += (dims.empty() ? "" : ",") + std::to_string(d);
+    }
+    header += ",\"" + name + "\":{\"dtype\":\"F32\",\"shape\":[" + dims +
+              "],\"data_offsets\":[" + std::to_string(offset) + "," +
+              std::to_string(offset + 4 * count) + "]}";
+    offset += 4 * count;
+  }
+  header += "}";
+  while ((8 + header.size()) % 8 != 0) header += ' ';
+  std::ofstream out(path, std::ios::binary);
+  const uint64_t header_size = header.size();
+  out.write(reinterpret_cast<const char*>(&header_size), 8);
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  cv::RNG rng(0);
+  for (const auto& [name, shape] : tensors) {
+    uint64_t count = 1;
+    for (const int64_t d : shape) count *= static_cast<uint64_t>(d);
+    const int64_t fan_in = shape.size() >= 2 ? count / static_cast<uint64_t>(shape[0]) : 1;
+    std::vector<float> values(count);
+    const bool is_weight = shape.size() >= 2;
+    for (float& v : values) {
+      if (name.find("gamma") != std::string::npos) v = static_cast<float>(rng.uniform(0.05, 0.5));
+      else if (name.find("norm") != std::string::npos && name.find("weight") != std::string::npos)
+        v = static_cast<float>(1.0 + rng.gaussian(0.1));
+      else if (name == "aggregator.agg.dust_bin") v = 1.0f;
+      else if (name.find("token") != std::string::npos && shape.size() == 3) v = static_cast<float>(rng.gaussian(0.5));
+      else if (name.find("pos_embed") != std::string::npos) v = static_cast<float>(rng.gaussian(0.5));
+      else if (is_weight) v = static_cast<float>(rng.uniform(-1.0, 1.0) / std::sqrt(static_cast<double>(fan_in)));
+      else v = static_cast<float>(rng.uniform(-0.05, 0.05));
+    }
+    out.write(reinterpret_cast<const char*>(values.data()), static_cast<std::streamsize>(4 * count));
+  }
+  if (!out) {
+    std::cerr << "cannot write " << path << std::endl;
+    return 1;
+  }
+  std::printf("wrote %s: %zu tensors, %.1f MB\n", path.c_str(), tensors.size(), (8 + header.size() + offset) / 1e6);
+  return 0;
+}
+
 int StoreBench(int n, int dim, int commit_every, std::string dir) {
   using megaloc::DescriptorFile;
   if (dir.empty()) dir = megaloc::CreateTempDirectory("megaloc_store_bench");
@@ -136,6 +225,7 @@ int StoreBench(int n, int dim, int commit_every, std::string dir) {
 
 int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::string(argv[i]) == "--make_full_weights") return MakeFullWeights(argv[i + 1]);
     if (std::string(argv[i]) == "--store") {
       int dim = 8448, commit_every = 64;
       std::string dir;
