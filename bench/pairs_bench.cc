@@ -14,7 +14,7 @@
 //       Writes DIR/db.h5 (NDB float16 descriptors, hloc layout) and DIR/queries.h5 if missing,
 //       then runs PairsFromRetrieval streaming the database from the HDF5 file.
 //       ours_h5 = the whole `megaloc pairs` pipeline streaming from the file within memory_limit.
-//   pairs_bench faiss NDB NQ [threads] [k] [dim] [clusters]
+//   pairs_bench faiss NDB NQ [threads] [k] [dim] [clusters] [hnsw=1]
 //       exact vs faiss_ivf / faiss_hnsw: time and recall@k (random, or clustered if clusters > 0).
 //   pairs_bench child <method> ...                      (internal: one measurement)
 //
@@ -283,7 +283,7 @@ void FillClustered(int clusters, uint64_t seed, int64_t begin, int64_t count, in
   }
 }
 
-int ChildFaiss(int64_t ndb, int64_t nq, int threads, int k, int dim, int clusters) {
+int ChildFaiss(int64_t ndb, int64_t nq, int threads, int k, int dim, int clusters, bool hnsw) {
   SetThreads(threads);
   DescriptorMatrix db(ndb, dim), q(nq, dim);
   if (clusters > 0) {
@@ -310,6 +310,7 @@ int ChildFaiss(int64_t ndb, int64_t nq, int threads, int k, int dim, int cluster
   };
   for (const Config& c : {Config{SearchBackend::kFaissIvf, 8}, Config{SearchBackend::kFaissIvf, 32},
                           Config{SearchBackend::kFaissIvf, 128}, Config{SearchBackend::kFaissHnsw, 256}}) {
+    if (c.backend == SearchBackend::kFaissHnsw && !hnsw) continue;
     SearchOptions o = options;
     o.backend = c.backend;
     if (c.backend == SearchBackend::kFaissIvf) o.ivf_num_probes = c.param;
@@ -424,7 +425,8 @@ int main(int argc, char** argv) {
     }
     if (method == "faiss") {
       return ChildFaiss(std::stoll(argv[3]), std::stoll(argv[4]), std::stoi(argv[5]),
-                        std::stoi(argv[6]), std::stoi(argv[7]), std::stoi(argv[8]));
+                        std::stoi(argv[6]), std::stoi(argv[7]), std::stoi(argv[8]),
+                        std::string(argv[9]) == "1");
     }
     if (method == "stream") {
       return ChildStream(std::stoll(argv[3]), std::stoll(argv[4]), std::stoi(argv[5]),
@@ -463,7 +465,7 @@ int main(int argc, char** argv) {
   if (mode == "faiss") {
     return RunChild({"faiss", Arg(argc, argv, 2, "50000"), Arg(argc, argv, 3, "500"),
                      Arg(argc, argv, 4, "2"), Arg(argc, argv, 5, "50"), Arg(argc, argv, 6, "8448"),
-                     Arg(argc, argv, 7, "0")});
+                     Arg(argc, argv, 7, "0"), Arg(argc, argv, 8, "1")});
   }
   if (mode == "stream") {
     return RunChild({"stream", Arg(argc, argv, 2, "1000000"), Arg(argc, argv, 3, "1000"),
