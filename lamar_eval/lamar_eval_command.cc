@@ -44,7 +44,7 @@ int RunEvaluateStep(int argc, char** argv) {
        "Estimated poses (LaMAR poses.txt: phone = camera -> world per (ts, camera); HoloLens = "
        "rig -> world per (ts, rig)).")
       ("output_path", po::value<std::string>(&output_path)->default_value(""),
-       "Write the JSON report here (default: print it only).")
+       "Write the JSON report here (default: none; the recalls are printed either way).")
       ("ground_truth_path", po::value<std::string>(&options.ground_truth_path)->default_value(""),
        "Ground-truth trajectories (default: <session_path>/proc/alignment_trajectories.txt).")
       ("queries_path", po::value<std::string>(&options.queries_path)->default_value(""),
@@ -264,7 +264,9 @@ int RunLocalizeStep(int argc, char** argv) {
        "SiftExtraction.max_num_features.")
       ("min_num_inliers", po::value<int>(&options.min_num_inliers)->default_value(30),
        "Mapper.abs_pose_min_num_inliers for the query registration.")
-      ("overwrite", po::bool_switch(&options.overwrite), "Recompute every stage.");
+      ("overwrite", po::bool_switch(&options.overwrite),
+       "Delete the work directory (shared by all query sessions, including the map stages) and "
+       "recompute everything.");
   po::variables_map vm;
   const ParseResult parsed = ParseCommandLine(
       "lamar_eval localize",
