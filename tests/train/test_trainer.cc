@@ -9,6 +9,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "megaloc/model/megaloc.h"
 #include "megaloc/model/weights.h"
 #include "megaloc/train/losses.h"
 #include "megaloc/train/trainer.h"
@@ -301,6 +302,24 @@ TEST(Trainer, FrozenStayFrozenCheckpointAndExactResume) {
     MegaLocNet loaded(InferNetConfig(canonical, ReadNumHeadsFromConfigJson(a.checkpoints.back())));
     LoadStateDictStrict(*loaded, canonical, a.checkpoints.back());
     EXPECT_EQ(loaded->config.num_heads, 2);
+    // ... and through the public inference API used by `megaloc extract`.
+    ModelOptions mo;
+    mo.weights_path = a.checkpoints.back();
+    mo.device = "cpu";
+    mo.num_threads = 1;
+    MegaLocModel model(mo);
+    EXPECT_EQ(model.Info().num_heads, 2);
+    EXPECT_EQ(model.DescriptorDim(), 32);
+    PreprocessingOptions pre;
+    pre.mode = ResizeMode::kFixed;
+    pre.width = pre.height = 56;
+    const PreprocessedImage img = LoadAndPreprocessImage(root + "/val/queries/@1000@5000@32@T@.png", pre);
+    const Eigen::VectorXf d = model.Extract(img);
+    loaded->eval();
+    torch::NoGradGuard ng;
+    const torch::Tensor x = torch::from_blob(const_cast<float*>(img.data.data()), {1, 3, 56, 56}, torch::kFloat);
+    const torch::Tensor ref = loaded->forward(x);
+    for (int k = 0; k < 32; ++k) EXPECT_NEAR(d(k), ref[0][k].item<float>(), 1e-5);
   }
   // Resume: 2 iterations, then "latest" -> the same iterations 2..3 and the same final weights.
   TrainOptions ob = o;

@@ -214,19 +214,4 @@ std::vector<float> LoadTrainingImage(const ImageRef& ref, int size, const RandAu
   return out;
 }
 
-std::vector<float> LoadEvalImage(const std::string& path, int width, int height) {
-  cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
-  if (bgr.empty()) MEGALOC_THROW(ImageError, path << ": cannot read or decode the image");
-  cv::Mat rgb, resized;
-  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-  const bool shrink = rgb.cols > 2 * width || rgb.rows > 2 * height;
-  cv::resize(rgb, resized, cv::Size(width, height), 0, 0, shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
-  std::vector<float> out(static_cast<size_t>(3) * width * height);
-  const size_t plane = static_cast<size_t>(width) * height;
-  for (size_t i = 0; i < plane; ++i) {
-    for (int c = 0; c < 3; ++c) out[c * plane + i] = (resized.data[i * 3 + c] / 255.0f - kMean[c]) / kStd[c];
-  }
-  return out;
-}
-
 }  // namespace megaloc

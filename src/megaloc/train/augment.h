@@ -46,7 +46,4 @@ void ApplyAugmentOp(AugmentOp op, int sign, const RandAugmentOptions& options, i
 std::vector<float> LoadTrainingImage(const ImageRef& ref, int size, const RandAugmentOptions& options,
                                      uint64_t seed);
 
-// Loads an evaluation image: decode, resize to width x height (bilinear), ImageNet normalisation.
-std::vector<float> LoadEvalImage(const std::string& path, int width, int height);
-
 }  // namespace megaloc

@@ -326,9 +326,16 @@ std::vector<float> Encode(MegaLocNetImpl& net, const std::vector<std::string>& p
   for (size_t start = 0; start < paths.size(); start += batch_size) {
     const size_t n = std::min(paths.size() - start, static_cast<size_t>(batch_size));
     torch::Tensor x = torch::empty({static_cast<int64_t>(n), 3, size, size}, torch::kFloat);
+    // The inference preprocessing of the paper's evaluation: PIL-like decode, ImageNet
+    // normalisation, torchvision Resize([size, size], antialias=True) (megaloc.h, kFixed).
+    PreprocessingOptions pre;
+    pre.mode = ResizeMode::kFixed;
+    pre.width = size;
+    pre.height = size;
     for (size_t i = 0; i < n; ++i) {
-      const std::vector<float> img = LoadEvalImage(paths[start + i], size, size);
-      std::memcpy(x.data_ptr<float>() + i * img.size(), img.data(), img.size() * sizeof(float));
+      const PreprocessedImage img = LoadAndPreprocessImage(paths[start + i], pre);
+      MEGALOC_CHECK_EQ(img.data.size(), static_cast<size_t>(3) * size * size);
+      std::memcpy(x.data_ptr<float>() + i * img.data.size(), img.data.data(), img.data.size() * sizeof(float));
     }
     torch::Tensor d;
     {
