@@ -81,7 +81,7 @@ MegaLocModel::MegaLocModel(const ModelOptions& options) : impl_(std::make_unique
 
   const std::string& path = options.weights_path;
   WeightsFormat format = WeightsFormat::kSafetensors;
-  const TensorMap canonical = CanonicalizeMegaLocKeys(ReadTensorFile(path, &format), path);
+  TensorMap canonical = CanonicalizeMegaLocKeys(ReadTensorFile(path, &format), path);
   int num_heads = options.num_heads;
   if (num_heads <= 0) num_heads = ReadNumHeadsFromConfigJson(path);
   impl_->config = InferNetConfig(canonical, num_heads);
@@ -93,7 +93,8 @@ MegaLocModel::MegaLocModel(const ModelOptions& options) : impl_(std::make_unique
   {
     torch::NoGradGuard no_grad;
     impl_->net = MegaLocNet(impl_->config);
-    LoadStateDictStrict(*impl_->net, canonical, path);
+    LoadStateDictStrict(*impl_->net, canonical, path, /*share_memory=*/true);
+    canonical.clear();
     impl_->net->eval();
     impl_->net->to(impl_->device);
   }

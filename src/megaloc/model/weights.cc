@@ -877,7 +877,7 @@ TensorMap NetStateDict(MegaLocNetImpl& net) {
 }
 
 void LoadStateDictStrict(MegaLocNetImpl& net, const TensorMap& canonical,
-                         const std::string& path) {
+                         const std::string& path, bool share_memory) {
   std::vector<std::string> missing;
   std::vector<std::string> unexpected;
   std::vector<std::string> misshaped;
@@ -917,7 +917,14 @@ void LoadStateDictStrict(MegaLocNetImpl& net, const TensorMap& canonical,
   }
   torch::NoGradGuard no_grad;
   for (auto& item : parameters) {
-    item.value().copy_(canonical.at(item.key()));
+    const at::Tensor& source = canonical.at(item.key());
+    if (share_memory && source.is_contiguous() && source.scalar_type() == at::kFloat &&
+        source.device() == item.value().device() &&
+        item.value().scalar_type() == at::kFloat) {
+      item.value().set_data(source);
+    } else {
+      item.value().copy_(source);
+    }
   }
 }
 

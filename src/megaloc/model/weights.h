@@ -87,9 +87,11 @@ TensorMap NetStateDict(MegaLocNetImpl& net);
 // Strict load: every parameter of `net` must be present with the same shape and no other key may
 // exist; otherwise ONE FormatError "<path>: checkpoint does not match the MegaLoc architecture
 // (<config>): missing keys [...]; unexpected keys [...]; mis-shaped keys [name: file [..] vs
-// model [..], ...]". Copies values into the network's parameters (no grad).
+// model [..], ...]". Copies values into the network's parameters (no grad); with `share_memory`
+// the parameters adopt the map's (contiguous float32 CPU) tensors instead of copying them, which
+// halves peak memory and page faults while loading (the map's tensors then alias the network).
 void LoadStateDictStrict(MegaLocNetImpl& net, const TensorMap& canonical,
-                         const std::string& path);
+                         const std::string& path, bool share_memory = false);
 
 // What ConvertMegaLocCheckpoint did.
 struct ConversionStats {
