@@ -429,6 +429,23 @@ TEST(TrainCli, ConfigFlagsAndErrors) {
   EXPECT_NE(ReadFileToString(log).find("nothing: GSV-Cities root does not exist"), std::string::npos);
 }
 
+TEST(Trainer, CorruptImageIsOneClearError) {
+  const std::string root = testing::TempDir() + "/corrupt";
+  MakeSyntheticData(root, 6, 4, 56);
+  const std::string bad = root + "/gsv/Images/Synth/Synth_0000003_2020_01_040_45.3_7.1_pano1.png";
+  ASSERT_TRUE(FileExists(bad));
+  WriteFileAtomically(bad, "this is not an image");
+  TrainOptions o = TinyOptions(root, testing::TempDir() + "/run_corrupt");
+  o.val_root.clear();
+  o.num_iterations = 3;
+  try {
+    RunTraining(o);
+    FAIL() << "expected ImageError";
+  } catch (const ImageError& e) {
+    EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+  }
+}
+
 TEST(TrainerSlow, TinyRunHalvesLossAndImprovesRecall) {
   const std::string root = testing::TempDir() + "/learn";
   MakeSyntheticData(root, 16, 5, 56);
