@@ -128,6 +128,12 @@ int RunExtract(int argc, char** argv) {
       ("num_workers", po::value<int>(&options.num_workers)->default_value(2),
        "Image decoding threads.")
       ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu, cuda, cuda:N or auto.")
+      ("bf16", po::bool_switch(&options.model.use_bf16),
+       "bfloat16 autocast for the transformer (CPU with AVX512-BF16, or CUDA); descriptors differ "
+       "slightly from float32 (recorded in the file).")
+      ("fast_aggregation", po::bool_switch(&options.model.fast_aggregation),
+       "SALAD aggregation as one batched matmul: faster, less memory with batches; differs by "
+       "float rounding only (<= ~2e-7).")
       ("overwrite", po::bool_switch(&options.overwrite),
        "Recompute images already in the output (a file made with other settings is replaced).")
       ("commit_interval", po::value<double>(&options.commit_interval_seconds)->default_value(1.0),

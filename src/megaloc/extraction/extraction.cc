@@ -172,6 +172,7 @@ std::vector<std::pair<std::string, std::string>> ExtractionAttributes(
       {kAttrWeightsSha256, weights_sha256},
       {kAttrPreprocessing, options.preprocessing.ToString()},
       {kAttrDtype, DescriptorDtypeName(options.dtype)},
+      {kAttrPrecision, options.model.use_bf16 ? "bfloat16-autocast" : "float32"},
       {kAttrToolVersion, MegalocVersion()},
   };
 }
@@ -210,6 +211,17 @@ ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* gi
       work.push_back(name);
     } else {
       ++stats.num_skipped_existing;
+    }
+  }
+
+  // Cheap settings (preprocessing, dtype) are checked before the model is loaded.
+  if (!options.overwrite) {
+    const std::string early = SettingsMismatch(*file, ExtractionAttributes(options, 0, ""));
+    if (!early.empty()) {
+      MEGALOC_THROW(FormatError, options.output_path
+                                     << ": cannot append: " << early
+                                     << ". Use another --output_path, or --overwrite to discard "
+                                        "the file's content.");
     }
   }
 

@@ -59,6 +59,7 @@ constexpr const char* kAttrWeightsSha256 = "weights_sha256";     // sha256 of th
 constexpr const char* kAttrPreprocessing = "preprocessing";      // PreprocessingOptions::ToString()
 constexpr const char* kAttrToolVersion = "megaloc_version";      // MegalocVersion()
 constexpr const char* kAttrDtype = "descriptor_dtype";           // "float16" / "float32"
+constexpr const char* kAttrPrecision = "inference_precision";    // "float32" / "bfloat16-autocast"
 
 class DescriptorFile {
  public:

@@ -29,7 +29,8 @@ struct Source {
 };
 
 const char* const kCheckedAttributes[] = {kAttrDescriptorDim, kAttrWeightsSha256,
-                                          kAttrPreprocessing, kAttrDtype, kAttrModel};
+                                          kAttrPreprocessing, kAttrDtype, kAttrModel,
+                                          kAttrPrecision};
 
 }  // namespace
 
