@@ -559,11 +559,13 @@ TrainStats RunTraining(const TrainOptions& options_in, const TrainCallbacks& cb)
     for (auto& sb : batch) {
       torch::Tensor loss;
       MultiSimilarityStats st;
+      torch::Tensor desc;
       {
         AutocastScope autocast(bf16);
-        torch::Tensor desc = TrainingForward(*net, sb.images.to(device), o.num_trainable_blocks, fo);
-        loss = MultiSimilarityLoss(desc, sb.labels.to(device), ms, &st);
+        desc = TrainingForward(*net, sb.images.to(device), o.num_trainable_blocks, fo);
       }
+      // Outside autocast: the similarity matmul and the loss stay fp32 (beta = 50).
+      loss = MultiSimilarityLoss(desc, sb.labels.to(device), ms, &st);
       loss.backward();  // one backward per sub-batch; gradients accumulate (Algorithm 1)
       SubBatchLog s;
       s.source = sb.source;
