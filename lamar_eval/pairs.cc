@@ -321,51 +321,64 @@ PairSelectionResult SelectPairs(const Session& session_q, const Session& session
                                                        << ") vs " << features_r << " ("
                                                        << desc_r.cols() << ")");
 
-    std::vector<char> discard(nr);
-    std::vector<float> dt_row(nr);
-    for (int64_t i = 0; i < nq; ++i) {
-      for (int64_t j = 0; j < nr; ++j) discard[j] = ids_q[i] == ids_r[j];
-      if (config.filter_pose) {
-        for (int64_t j = 0; j < nr; ++j) {
-          const auto dr_dt = DistanceF(posef_q[i], posef_r[j]);
-          if (dr_dt.first > config.pose_max_rotation || dr_dt.second > config.pose_max_translation) {
-            discard[j] = 1;
+    // Rows are independent: filter and rank them in parallel, then append them in query order
+    // (the output does not depend on the number of threads).
+    std::vector<std::vector<std::pair<float, int64_t>>> rows(nq);
+    int64_t total_candidates = 0;
+#pragma omp parallel reduction(+ : total_candidates)
+    {
+      std::vector<char> discard(nr);
+      std::vector<float> dt_row(nr);
+      std::vector<float> sorted;
+#pragma omp for schedule(dynamic, 16)
+      for (int64_t i = 0; i < nq; ++i) {
+        for (int64_t j = 0; j < nr; ++j) discard[j] = ids_q[i] == ids_r[j];
+        if (config.filter_pose) {
+          for (int64_t j = 0; j < nr; ++j) {
+            const auto dr_dt = DistanceF(posef_q[i], posef_r[j]);
+            if (dr_dt.first > config.pose_max_rotation ||
+                dr_dt.second > config.pose_max_translation) {
+              discard[j] = 1;
+            }
+            dt_row[j] = dr_dt.second;
           }
-          dt_row[j] = dr_dt.second;
         }
-      }
-      if (config.filter_frustum) {
+        if (config.filter_frustum) {
+          for (int64_t j = 0; j < nr; ++j) {
+            if (!discard[j] && !PyramidsIntersect(pyr_q[i], pyr_r[j])) discard[j] = 1;
+          }
+        }
+        if (config.filter_pose && config.pose_num_pairs_filter >= 0) {
+          for (int64_t j = 0; j < nr; ++j) {
+            if (discard[j]) dt_row[j] = kInfF;
+          }
+          const int64_t kth = config.pose_num_pairs_filter + 1;
+          float threshold = kInfF;
+          if (kth <= nr) {
+            sorted.assign(dt_row.begin(), dt_row.end());
+            std::nth_element(sorted.begin(), sorted.begin() + (kth - 1), sorted.end());
+            threshold = sorted[kth - 1];
+          }
+          for (int64_t j = 0; j < nr; ++j) discard[j] = dt_row[j] >= threshold;
+        }
+        std::vector<std::pair<float, int64_t>> ranked;
         for (int64_t j = 0; j < nr; ++j) {
-          if (!discard[j] && !PyramidsIntersect(pyr_q[i], pyr_r[j])) discard[j] = 1;
+          if (discard[j]) continue;
+          ranked.emplace_back(desc_q.row(i).dot(desc_r.row(j)), j);
         }
+        total_candidates += static_cast<int64_t>(ranked.size());
+        const size_t k = std::min<size_t>(config.num_pairs, ranked.size());
+        std::partial_sort(
+            ranked.begin(), ranked.begin() + k, ranked.end(),
+            [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+              return a.first > b.first || (a.first == b.first && a.second < b.second);
+            });
+        ranked.resize(k);
+        rows[i] = std::move(ranked);
       }
-      if (config.filter_pose && config.pose_num_pairs_filter >= 0) {
-        for (int64_t j = 0; j < nr; ++j) {
-          if (discard[j]) dt_row[j] = kInfF;
-        }
-        const int64_t kth = config.pose_num_pairs_filter + 1;
-        float threshold = kInfF;
-        if (kth <= nr) {
-          std::vector<float> sorted(dt_row);
-          std::nth_element(sorted.begin(), sorted.begin() + (kth - 1), sorted.end());
-          threshold = sorted[kth - 1];
-        }
-        for (int64_t j = 0; j < nr; ++j) discard[j] = dt_row[j] >= threshold;
-      }
-      std::vector<std::pair<float, int64_t>> ranked;
-      for (int64_t j = 0; j < nr; ++j) {
-        if (discard[j]) continue;
-        ranked.emplace_back(desc_q.row(i).dot(desc_r.row(j)), j);
-      }
-      num_candidates += static_cast<int64_t>(ranked.size());
-      const size_t k = std::min<size_t>(config.num_pairs, ranked.size());
-      std::partial_sort(ranked.begin(), ranked.begin() + k, ranked.end(),
-                        [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
-                          return a.first > b.first || (a.first == b.first && a.second < b.second);
-                        });
-      ranked.resize(k);
-      add_row(i, ranked);
     }
+    num_candidates += total_candidates;
+    for (int64_t i = 0; i < nq; ++i) add_row(i, rows[i]);
   }
 
   if (stats != nullptr) {
