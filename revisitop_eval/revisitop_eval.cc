@@ -79,9 +79,12 @@ struct Item {
   double bbx[4] = {0, 0, 0, 0};
 };
 
-// Checks (or records) the provenance attributes of the cache.
+// Checks the provenance attributes of the cache, or records them on a fresh file. A foreign file
+// with content but without our attributes (e.g. written by hloc) is left as it is: its provenance
+// is unknown and the user vouches for it (as megaloc extract does).
 void CheckCacheProvenance(DescriptorFile* file, const std::string& preprocessing,
                           const std::string& weights_sha256) {
+  const bool fresh = file->ListNames().empty();
   if (file->HasAttribute(kAttrPreprocessing)) {
     const std::string stored = file->GetAttribute(kAttrPreprocessing);
     if (stored != preprocessing) {
@@ -90,7 +93,7 @@ void CheckCacheProvenance(DescriptorFile* file, const std::string& preprocessing
                                  << stored << "', this run uses '" << preprocessing
                                  << "'; use another --descriptors file");
     }
-  } else if (file->IsWritable()) {
+  } else if (file->IsWritable() && fresh) {
     file->SetAttribute(kAttrPreprocessing, preprocessing);
   }
   if (!weights_sha256.empty()) {
@@ -103,7 +106,7 @@ void CheckCacheProvenance(DescriptorFile* file, const std::string& preprocessing
                                            << stored << ", --weights_path has " << weights_sha256
                                            << "); use another --descriptors file");
       }
-    } else if (file->IsWritable()) {
+    } else if (file->IsWritable() && fresh) {
       file->SetAttribute(kAttrWeightsSha256, weights_sha256);
     }
   }
