@@ -108,7 +108,8 @@ struct TrainOptions {
   bool fast_aggregation = true;
   int num_threads = -1;          // LibTorch intra-op threads (-1 = all cores)
   int num_workers = 4;           // image-loading threads (prefetching the next iteration)
-  uint64_t seed = 0;             // torch seed (init, dropout) and default sampler seed [choice]
+  uint64_t seed = 0;             // torch seed: random init and per-iteration dropout [choice]
+                                 // (samplers and augmentation use sampler.seed)
 
   // ---- logging / checkpoints / validation
   int checkpoint_every = 1000;   // iterations; the last iteration is always saved
