@@ -219,23 +219,25 @@ TEST(Extraction, BadImagesAreReportedAndSkipped) {
   for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = static_cast<char>((i * 131 + 7) % 251);
   WriteFileAtomically(JoinPaths(root, "garbage.jpg"), garbage);
   WriteSceneImage(root, "tiny.png", 30, 30, 9);  // model input 28x28: 2x2 patches < 8 clusters
+  WriteSceneImage(root, "with space.png", 96, 80, 10);  // unusable in hloc/COLMAP pair files
   ExtractionOptions options = BaseOptions(root, JoinPaths(TempDir(), "feats.h5"));
   std::vector<ImageFailure> reported;
   options.failure_callback = [&](const ImageFailure& f) { reported.push_back(f); };
   const ExtractionStats stats = RunExtraction(options);
-  EXPECT_EQ(stats.num_images, 11u);
+  EXPECT_EQ(stats.num_images, 12u);
   EXPECT_EQ(stats.num_extracted, 6u);
-  EXPECT_EQ(stats.num_failed, 5u);
-  ASSERT_EQ(reported.size(), 5u);
+  EXPECT_EQ(stats.num_failed, 6u);
+  ASSERT_EQ(reported.size(), 6u);
   std::set<std::string> failed;
   for (const ImageFailure& f : reported) {
     failed.insert(f.name);
     EXPECT_NE(f.reason.find(f.name), std::string::npos) << f.reason;
   }
   EXPECT_EQ(failed, (std::set<std::string>{"garbage.jpg", "text.jpg", "tiny.png", "truncated.png",
-                                           "zero.png"}));
+                                           "with space.png", "zero.png"}));
   for (const ImageFailure& f : reported) {
     if (f.name == "tiny.png") EXPECT_NE(f.reason.find("too small"), std::string::npos) << f.reason;
+    if (f.name == "with space.png") EXPECT_NE(f.reason.find("whitespace"), std::string::npos) << f.reason;
   }
   EXPECT_EQ(ReadAll(options.output_path).size(), 6u);
 }

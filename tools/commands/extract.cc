@@ -42,6 +42,7 @@ std::string FormatDuration(double seconds) {
   std::ostringstream out;
   if (s >= 3600) out << s / 3600 << "h" << std::setw(2) << std::setfill('0') << (s % 3600) / 60 << "m";
   else if (s >= 60) out << s / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
+  else if (seconds < 10) out << std::fixed << std::setprecision(1) << seconds << "s";
   else out << s << "s";
   return out.str();
 }
