@@ -25,7 +25,11 @@
 #include "megaloc/util/timer.h"
 
 namespace megaloc {
-const char* BlasShimName();  // model_blas_shim.cc
+#ifdef MEGALOC_NO_BLAS_SHIM
+const char* BlasShimName() { return "system libblas.so.3"; }
+#else
+const char* BlasShimName();  // tools/blas_shim.cc
+#endif
 }  // namespace megaloc
 
 namespace {

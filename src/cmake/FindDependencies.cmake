@@ -32,6 +32,20 @@ if(MEGALOC_FAISS_ENABLED)
   endif()
 endif()
 
+# oneDNN's sgemm for LibTorch's fp32 matmuls (tools/blas_shim.cc): Debian's LibTorch calls the system
+# libblas.so.3 and links oneDNN as a shared library; routing sgemm_ to dnnl_sgemm keeps every GEMM on
+# LibTorch's OpenMP pool (docs/performance.md). Other LibTorch builds (MKL, bundled oneDNN) skip it.
+set(MEGALOC_DNNL_SGEMM OFF)
+if(MEGALOC_DNNL_SGEMM_ENABLED)
+  find_library(DNNL_LIBRARY NAMES libdnnl.so.2 dnnl)
+  if(DNNL_LIBRARY)
+    message(STATUS "Enabling the oneDNN sgemm shim (${DNNL_LIBRARY})")
+    set(MEGALOC_DNNL_SGEMM ON)
+  else()
+    message(STATUS "Disabling the oneDNN sgemm shim (libdnnl not found)")
+  endif()
+endif()
+
 # The COLMAP binary is only needed at run time (plugin, lamar_eval localize, integration tests).
 find_program(COLMAP_EXECUTABLE colmap)
 if(COLMAP_EXECUTABLE)
