@@ -343,6 +343,13 @@ TEST(DescriptorStore, BadFilesGiveClearErrors) {
   WriteFileAtomically(JoinPaths(dir, "empty.h5"), "");
   ExpectThrowWith([&] { DescriptorFile::Open(JoinPaths(dir, "empty.h5"), DescriptorFile::Mode::kRead); },
                   "empty.h5", "empty file");
+  // Appending to a zero-byte file (nothing to lose) starts a fresh file.
+  EXPECT_TRUE(DescriptorFile::Open(JoinPaths(dir, "empty.h5"), DescriptorFile::Mode::kAppend)
+                  ->ListNames()
+                  .empty());
+  EXPECT_TRUE(DescriptorFile::Open(JoinPaths(dir, "empty.h5"), DescriptorFile::Mode::kRead)
+                  ->ListNames()
+                  .empty());
   ExpectThrowWith([&] { DescriptorFile::Open(dir, DescriptorFile::Mode::kAppend); }, dir, "directory");
   ExpectThrowWith([&] { DescriptorFile::Open(JoinPaths(dir, "no/such/dir/x.h5"), DescriptorFile::Mode::kCreate); },
                   "x.h5", "cannot create");
@@ -493,9 +500,15 @@ TEST(DescriptorStore, SecondWriterIsRefused) {
       DescriptorFile::Open(path, DescriptorFile::Mode::kAppend);
       _exit(0);
     } catch (const FormatError& e) {
-      _exit(std::string(e.what()).find("another process") != std::string::npos ? 7 : 8);
+      if (std::string(e.what()).find("another process") == std::string::npos) _exit(8);
     } catch (...) {
       _exit(9);
+    }
+    try {  // nor may it be replaced
+      DescriptorFile::Open(path, DescriptorFile::Mode::kCreate);
+      _exit(10);
+    } catch (const IoError& e) {
+      _exit(std::string(e.what()).find("another process") != std::string::npos ? 7 : 11);
     }
   }
   int status = 0;

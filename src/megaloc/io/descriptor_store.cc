@@ -1,10 +1,15 @@
 #include "megaloc/io/descriptor_store.h"
 #include "megaloc/io/journal_vfd.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -28,6 +33,11 @@ void SilenceHdf5Errors() {
     return true;
   }();
   (void)silenced;
+}
+
+uint64_t FileSizeOrZero(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
 // RAII for HDF5 identifiers.
@@ -193,12 +203,14 @@ std::unique_ptr<DescriptorFile> DescriptorFile::Open(const std::string& path, Mo
   if (path.empty()) MEGALOC_THROW(InvalidArgument, "descriptor file path is empty");
   if (DirectoryExists(path)) MEGALOC_THROW(IoError, path << ": is a directory, not an HDF5 file");
   std::unique_ptr<DescriptorFile> file(new DescriptorFile(path, mode));
-  const bool exists = FileExists(path);
+  // A zero-byte file (e.g. left by another tool killed at creation) holds nothing: appending to it
+  // creates a fresh file.
+  const bool exists = FileExists(path) && !(mode == Mode::kAppend && FileSizeOrZero(path) == 0);
   if (mode == Mode::kRead && !exists) {
     MEGALOC_THROW(IoError, path << ": no such descriptor file");
   }
   file->half_type_ = MakeHalfType();
-  file->OpenHandle(mode == Mode::kCreate || !exists);
+  file->OpenHandle(mode == Mode::kCreate || (mode == Mode::kAppend && !exists));
   if (mode == Mode::kAppend && exists) file->RepairIncompleteGroups();
   return file;
 }
@@ -209,15 +221,27 @@ void DescriptorFile::OpenHandle(bool create) {
   // superblock flags left by killed writers do not block opening (see journal_vfd.h).
   internal::SetJournalDriver(fapl.get());
   if (create) {
-    // Default (earliest) format bounds: superblock v0 has no "file open for writing" flag, so a
-    // killed writer does not leave a file that HDF5 refuses to reopen.
-    file_id_ = H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
-    if (file_id_ < 0) {
+    // The file appears atomically: an empty HDF5 file is made under a temporary name and renamed
+    // over `path_`, so a kill never leaves an empty or half-written file (nor, with kCreate, loses
+    // the old content before the new file exists). Default (earliest) format bounds: superblock v0
+    // has no "file open for writing" flag.
+    if (FileExists(path_)) {  // never replace a file another process is writing
+      const int fd = open(path_.c_str(), O_RDONLY);
+      const bool locked = fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+      if (fd >= 0) close(fd);
+      if (locked) MEGALOC_THROW(IoError, path_ << ": cannot replace the file: it is being written by another process");
+    }
+    const std::string temp = path_ + ".creating";
+    const hid_t temp_id = H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
+    if (temp_id < 0) {
       MEGALOC_THROW(IoError, path_ << ": cannot create the HDF5 file (directory missing or not writable?)");
     }
-    // A valid superblock on disk from the start: a kill before the first batch leaves a readable file.
-    H5Fflush(file_id_, H5F_SCOPE_GLOBAL);
-    return;
+    const bool closed = H5Fclose(temp_id) >= 0;
+    std::remove(internal::JournalPath(path_).c_str());  // a stale journal of a replaced file
+    if (!closed || std::rename(temp.c_str(), path_.c_str()) != 0) {
+      std::remove(temp.c_str());
+      MEGALOC_THROW(IoError, path_ << ": cannot create the HDF5 file (not writable?)");
+    }
   }
   // Finish a commit interrupted by a kill (idempotent; incomplete journals are left to writers).
   internal::RecoverJournal(path_, /*discard_incomplete=*/false);
