@@ -226,7 +226,7 @@ void DescriptorFile::OpenHandle(bool create) {
     // the old content before the new file exists). Default (earliest) format bounds: superblock v0
     // has no "file open for writing" flag.
     if (FileExists(path_)) {  // never replace a file another process is writing
-      const int fd = open(path_.c_str(), O_RDONLY);
+      const int fd = open(path_.c_str(), O_RDONLY | O_CLOEXEC);
       const bool locked = fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
       if (fd >= 0) close(fd);
       if (locked) MEGALOC_THROW(IoError, path_ << ": cannot replace the file: it is being written by another process");

@@ -80,7 +80,7 @@ bool ReadAll(int fd, void* data, size_t size, uint64_t offset) {
 void SyncDirectoryOf(const std::string& path) {
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
     fsync(fd);
     close(fd);
@@ -237,7 +237,7 @@ bool Commit(JournalFile* f) {
   AppendU64(&journal, Fnv1a(reinterpret_cast<const unsigned char*>(journal.data()), journal.size()));
   journal.append(kCommitMagic, 8);
   const std::string journal_path = JournalPath(f->path);
-  const int jfd = open(journal_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const int jfd = open(journal_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (jfd < 0) return false;
   const bool written = WriteAll(jfd, journal.data(), journal.size(), 0) && fsync(jfd) == 0;
   close(jfd);
@@ -269,7 +269,7 @@ H5FD_t* DriverOpen(const char* name, unsigned flags, hid_t, haddr_t maxaddr) {
   if (flags & H5F_ACC_TRUNC) o_flags |= O_TRUNC;
   if (flags & H5F_ACC_CREAT) o_flags |= O_CREAT;
   if (flags & H5F_ACC_EXCL) o_flags |= O_EXCL;
-  const int fd = open(name, o_flags, 0666);
+  const int fd = open(name, o_flags | O_CLOEXEC, 0666);
   if (fd < 0) return nullptr;
   if (writable) {
     // One writer at a time; recover or discard a journal only while holding the lock.
@@ -503,7 +503,7 @@ bool RecoverJournal(const std::string& path, bool discard_incomplete) {
     return false;
   }
   if (!discard_incomplete && !ApplyJournalCheck(journal)) return false;
-  const int fd = open(path.c_str(), O_RDWR);
+  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     MEGALOC_THROW(IoError, path << ": an interrupted write left " << journal_path
                                 << ", but the file cannot be opened for writing to finish it: "
