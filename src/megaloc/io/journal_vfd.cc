@@ -151,6 +151,10 @@ void ClearSuperblockWriteFlags(unsigned char* data, uint64_t addr, size_t size) 
   }
 }
 
+// File systems without flock support (some network file systems): run unlocked, as HDF5 does
+// with HDF5_USE_FILE_LOCKING=FALSE.
+bool LockingUnsupported(int error) { return error == ENOSYS || error == ENOLCK || error == EOPNOTSUPP; }
+
 struct Page {
   unsigned char data[kPageSize];
   uint64_t valid = 0;  // bytes of the page that exist (file content or written)
@@ -273,7 +277,7 @@ H5FD_t* DriverOpen(const char* name, unsigned flags, hid_t, haddr_t maxaddr) {
   if (fd < 0) return nullptr;
   if (writable) {
     // One writer at a time; recover or discard a journal only while holding the lock.
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno != ENOSYS) {
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 && !LockingUnsupported(errno)) {
       close(fd);
       return nullptr;
     }
@@ -441,13 +445,13 @@ herr_t DriverTruncate(H5FD_t* file, hid_t, hbool_t) {
 
 herr_t DriverLock(H5FD_t* file, hbool_t rw) {
   auto* f = reinterpret_cast<JournalFile*>(file);
-  if (flock(f->fd, (rw ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 && errno != ENOSYS) return -1;
+  if (flock(f->fd, (rw ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 && !LockingUnsupported(errno)) return -1;
   return 0;
 }
 
 herr_t DriverUnlock(H5FD_t* file) {
   auto* f = reinterpret_cast<JournalFile*>(file);
-  if (flock(f->fd, LOCK_UN) != 0 && errno != ENOSYS) return -1;
+  if (flock(f->fd, LOCK_UN) != 0 && !LockingUnsupported(errno)) return -1;
   return 0;
 }
 
