@@ -23,7 +23,7 @@ namespace megaloc {
 namespace {
 
 constexpr int64_t kMinDbBlock = 1024;  // below this many columns per sgemm, prefer smaller query blocks
-constexpr int64_t kSymmetricMaxBlock = 1024;  // block rows of the self-retrieval engine
+constexpr int64_t kSymmetricMaxBlock = 2048;  // block rows of the self-retrieval engine
 
 struct Candidate {
   float score;
