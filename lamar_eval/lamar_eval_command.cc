@@ -96,20 +96,6 @@ std::vector<std::string> SplitCommaList(const std::string& text) {
   return items;
 }
 
-// --weights_path, else $MEGALOC_WEIGHTS, else ~/.cache/megaloc/model.safetensors (as `megaloc
-// extract`).
-std::string ResolveWeightsPath(const std::string& given) {
-  if (!given.empty()) return given;
-  const char* env = std::getenv("MEGALOC_WEIGHTS");
-  if (env != nullptr && *env != '\0') return env;
-  const char* home = std::getenv("HOME");
-  if (home != nullptr && *home != '\0') {
-    const std::string cached = JoinPaths(JoinPaths(home, ".cache/megaloc"), "model.safetensors");
-    if (FileExists(cached)) return cached;
-  }
-  return "";
-}
-
 int RunExtractStep(int argc, char** argv) {
   lamar::LamarExtractOptions options;
   std::string sessions;

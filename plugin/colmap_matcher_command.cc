@@ -26,19 +26,6 @@ void PrintNames(const std::string& title, const std::vector<std::string>& names,
   std::cout << "\n";
 }
 
-// --weights_path, else $MEGALOC_WEIGHTS, else ~/.cache/megaloc/model.safetensors if it exists (as
-// `megaloc extract`), else "" (fine when every image is cached).
-std::string DefaultWeightsPath() {
-  const char* env = std::getenv("MEGALOC_WEIGHTS");
-  if (env != nullptr && *env != '\0') return env;
-  const char* home = std::getenv("HOME");
-  if (home != nullptr && *home != '\0') {
-    const std::string cached = JoinPaths(JoinPaths(home, ".cache/megaloc"), "model.safetensors");
-    if (FileExists(cached)) return cached;
-  }
-  return "";
-}
-
 }  // namespace
 
 int RunColmapMatcher(int argc, char** argv) {
@@ -120,28 +107,10 @@ int RunColmapMatcher(int argc, char** argv) {
   }
 
   return RunCommandGuarded([&]() {
-    const int num_resize_modes =
-        (!vm["resize_max"].defaulted() ? 1 : 0) + (vm.count("resize") ? 1 : 0) + (native ? 1 : 0);
-    if (num_resize_modes > 1) {
-      MEGALOC_THROW(InvalidArgument, "use only one of --resize_max, --resize W H and --native");
-    }
-    if (vm.count("resize")) {
-      if (resize.size() != 2 || resize[0] <= 0 || resize[1] <= 0) {
-        MEGALOC_THROW(InvalidArgument, "--resize expects two positive integers W H");
-      }
-      options.preprocessing.mode = ResizeMode::kFixed;
-      options.preprocessing.width = resize[0];
-      options.preprocessing.height = resize[1];
-    } else if (native) {
-      options.preprocessing.mode = ResizeMode::kNative;
-    } else {
-      if (resize_max <= 0) MEGALOC_THROW(InvalidArgument, "--resize_max must be positive");
-      options.preprocessing.mode = ResizeMode::kResizeMax;
-      options.preprocessing.resize_max = resize_max;
-    }
+    options.preprocessing = ResolvePreprocessingOptions(vm, resize_max, resize, native);
     if (as_half != 0 && as_half != 1) MEGALOC_THROW(InvalidArgument, "--as_half expects 1 or 0");
     options.as_half = as_half == 1;
-    if (options.model.weights_path.empty()) options.model.weights_path = DefaultWeightsPath();
+    options.model.weights_path = ResolveWeightsPath(options.model.weights_path);
     if (use_gpu < -1 || use_gpu > 1) MEGALOC_THROW(InvalidArgument, "--use_gpu must be -1, 0 or 1");
     if (skip_missing != 0 && skip_missing != 1) MEGALOC_THROW(InvalidArgument, "--skip_missing_images must be 0 or 1");
     if (options.num_matched < 1) MEGALOC_THROW(InvalidArgument, "--num_matched must be >= 1");

@@ -4,6 +4,7 @@
 #include <exception>
 #include <iostream>
 
+#include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 
 namespace megaloc {
@@ -59,6 +60,60 @@ void ParseShard(const std::string& text, int* shard_index, int* num_shards) {
   if (*num_shards < 1 || *shard_index < 1 || *shard_index > *num_shards) {
     MEGALOC_THROW(InvalidArgument, "--shard expects K/N with 1 <= K <= N, got '" << text << "'");
   }
+}
+
+const char* const kOfficialWeightsUrl =
+    "https://huggingface.co/gberton/MegaLoc/resolve/main/model.safetensors";
+
+std::string ResolveWeightsPath(const std::string& given) {
+  if (!given.empty()) return given;
+  const char* env = std::getenv("MEGALOC_WEIGHTS");
+  if (env != nullptr && *env != '\0') return env;
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && *home != '\0') {
+    const std::string cached = JoinPaths(JoinPaths(home, ".cache/megaloc"), "model.safetensors");
+    if (FileExists(cached)) return cached;
+  }
+  return "";
+}
+
+void AddPreprocessingOptions(po::options_description& options,
+                             int* resize_max,
+                             std::vector<int>* resize,
+                             bool* native) {
+  options.add_options()
+      ("resize_max", po::value<int>(resize_max)->default_value(1024),
+       "Downscale so the longest side is at most this (hloc's megaloc conf; never upscales).")
+      ("resize", po::value<std::vector<int>>(resize)->multitoken(),
+       "Resize every image to W H (e.g. 322 322, the paper's evaluation size).")
+      ("native", po::bool_switch(native), "No resize (the authors' default path).");
+}
+
+PreprocessingOptions ResolvePreprocessingOptions(const po::variables_map& vm,
+                                                 int resize_max,
+                                                 const std::vector<int>& resize,
+                                                 bool native) {
+  const int num_modes = (!vm["resize_max"].defaulted() ? 1 : 0) + (vm.count("resize") ? 1 : 0) +
+                        (native ? 1 : 0);
+  if (num_modes > 1) {
+    MEGALOC_THROW(InvalidArgument, "use only one of --resize_max, --resize W H and --native");
+  }
+  PreprocessingOptions options;
+  if (vm.count("resize")) {
+    if (resize.size() != 2 || resize[0] <= 0 || resize[1] <= 0) {
+      MEGALOC_THROW(InvalidArgument, "--resize expects two positive integers W H");
+    }
+    options.mode = ResizeMode::kFixed;
+    options.width = resize[0];
+    options.height = resize[1];
+  } else if (native) {
+    options.mode = ResizeMode::kNative;
+  } else {
+    if (resize_max <= 0) MEGALOC_THROW(InvalidArgument, "--resize_max must be positive");
+    options.mode = ResizeMode::kResizeMax;
+    options.resize_max = resize_max;
+  }
+  return options;
 }
 
 }  // namespace megaloc

@@ -9,6 +9,8 @@
 
 #include <boost/program_options.hpp>
 
+#include "megaloc/model/megaloc.h"
+
 namespace megaloc {
 
 namespace po = boost::program_options;
@@ -37,5 +39,27 @@ int RunCommandGuarded(const std::function<int()>& body);
 
 // Parses "K/N" (1 <= K <= N) for --shard. Throws InvalidArgument otherwise.
 void ParseShard(const std::string& text, int* shard_index, int* num_shards);
+
+// Official MegaLoc weights (Hugging Face gberton/MegaLoc), for error messages and scripts.
+extern const char* const kOfficialWeightsUrl;
+
+// Checkpoint to use: `given` (--weights_path) if not empty, else $MEGALOC_WEIGHTS, else
+// ~/.cache/megaloc/model.safetensors if it exists, else "" (callers that need a model turn that into
+// an error mentioning kOfficialWeightsUrl; callers that may find everything cached accept it).
+std::string ResolveWeightsPath(const std::string& given);
+
+// Registers --resize_max N (default 1024, hloc), --resize W H (fixed, e.g. 322 322) and --native on
+// `options`, binding to *resize_max, *resize and *native.
+void AddPreprocessingOptions(po::options_description& options,
+                             int* resize_max,
+                             std::vector<int>* resize,
+                             bool* native);
+
+// Turns the three mutually exclusive flags into PreprocessingOptions. Throws InvalidArgument when
+// more than one is given or a size is not positive.
+PreprocessingOptions ResolvePreprocessingOptions(const po::variables_map& vm,
+                                                 int resize_max,
+                                                 const std::vector<int>& resize,
+                                                 bool native);
 
 }  // namespace megaloc

@@ -17,25 +17,6 @@
 namespace megaloc {
 namespace {
 
-constexpr const char* kWeightsUrl =
-    "https://huggingface.co/gberton/MegaLoc/resolve/main/model.safetensors";
-
-// --weights_path, else $MEGALOC_WEIGHTS, else ~/.cache/megaloc/model.safetensors.
-std::string ResolveWeightsPath(const std::string& given) {
-  if (!given.empty()) return given;
-  const char* env = std::getenv("MEGALOC_WEIGHTS");
-  if (env != nullptr && *env != '\0') return env;
-  const char* home = std::getenv("HOME");
-  if (home != nullptr && *home != '\0') {
-    const std::string cached = JoinPaths(JoinPaths(home, ".cache/megaloc"), "model.safetensors");
-    if (FileExists(cached)) return cached;
-  }
-  MEGALOC_THROW(InvalidArgument,
-                "no model weights: pass --weights_path FILE, set MEGALOC_WEIGHTS, or download "
-                "the official MegaLoc weights from "
-                    << kWeightsUrl << " to ~/.cache/megaloc/model.safetensors");
-}
-
 std::string FormatDuration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const long s = std::lround(seconds);
@@ -152,25 +133,7 @@ int RunExtract(int argc, char** argv) {
     case ParseResult::kOk: break;
   }
   return RunCommandGuarded([&]() -> int {
-    const int num_resize_modes =
-        (!vm["resize_max"].defaulted() ? 1 : 0) + (vm.count("resize") ? 1 : 0) + (native ? 1 : 0);
-    if (num_resize_modes > 1) {
-      MEGALOC_THROW(InvalidArgument, "use only one of --resize_max, --resize W H and --native");
-    }
-    if (vm.count("resize")) {
-      if (resize.size() != 2 || resize[0] <= 0 || resize[1] <= 0) {
-        MEGALOC_THROW(InvalidArgument, "--resize expects two positive integers W H");
-      }
-      options.preprocessing.mode = ResizeMode::kFixed;
-      options.preprocessing.width = resize[0];
-      options.preprocessing.height = resize[1];
-    } else if (native) {
-      options.preprocessing.mode = ResizeMode::kNative;
-    } else {
-      if (resize_max <= 0) MEGALOC_THROW(InvalidArgument, "--resize_max must be positive");
-      options.preprocessing.mode = ResizeMode::kResizeMax;
-      options.preprocessing.resize_max = resize_max;
-    }
+    options.preprocessing = ResolvePreprocessingOptions(vm, resize_max, resize, native);
     if (as_half != 0 && as_half != 1) MEGALOC_THROW(InvalidArgument, "--as_half expects 1 or 0");
     options.dtype = as_half ? DescriptorDtype::kFloat16 : DescriptorDtype::kFloat32;
     if (options.batch_size < 1) MEGALOC_THROW(InvalidArgument, "--batch_size must be >= 1");
@@ -180,6 +143,12 @@ int RunExtract(int argc, char** argv) {
     }
     if (!shard.empty()) ParseShard(shard, &options.shard_index, &options.num_shards);
     options.model.weights_path = ResolveWeightsPath(weights_path);
+    if (options.model.weights_path.empty()) {
+      MEGALOC_THROW(InvalidArgument,
+                    "no model weights: pass --weights_path FILE, set MEGALOC_WEIGHTS, or download "
+                    "the official MegaLoc weights from "
+                        << kOfficialWeightsUrl << " to ~/.cache/megaloc/model.safetensors");
+    }
     options.model.device = device;
     options.model.num_threads = num_threads;
 
