@@ -83,12 +83,8 @@ int RunColmapMatcher(int argc, char** argv) {
       ("num_workers", po::value<int>(&options.num_workers)->default_value(2),
        "Image decoding threads during extraction.")
       ("as_half", po::value<int>(&as_half)->default_value(1),
-       "Cache dtype: 1 = float16 (hloc's default), 0 = float32.")
-      ("resize_max", po::value<int>(&resize_max)->default_value(1024),
-       "Extraction: downscale so the longest side is at most this (hloc's megaloc conf).")
-      ("resize", po::value<std::vector<int>>(&resize)->multitoken(),
-       "Extraction: resize every image to W H (e.g. 322 322, the paper's evaluation size).")
-      ("native", po::bool_switch(&native), "Extraction: no resize (the authors' default path).");
+       "Cache dtype: 1 = float16 (hloc's default), 0 = float32.");
+  AddPreprocessingOptions(desc, &resize_max, &resize, &native);
 
   po::variables_map vm;
   switch (ParseCommandLine("colmap_matcher",

@@ -96,11 +96,6 @@ int RunExtract(int argc, char** argv) {
        "~/.cache/megaloc/model.safetensors.")
       ("image_list", po::value<std::string>(&options.image_list_path),
        "File with the image names to process (first token per line, '#' comments).")
-      ("resize_max", po::value<int>(&resize_max)->default_value(1024),
-       "Downscale so the longest side is at most this (hloc's megaloc conf; never upscales).")
-      ("resize", po::value<std::vector<int>>(&resize)->multitoken(),
-       "Resize every image to W H (e.g. 322 322, the paper's evaluation size).")
-      ("native", po::bool_switch(&native), "No resize (the authors' default path).")
       ("as_half", po::value<int>(&as_half)->default_value(1),
        "1: store float16 (hloc's default), 0: float32.")
       ("batch_size", po::value<int>(&options.batch_size)->default_value(1),
@@ -123,6 +118,7 @@ int RunExtract(int argc, char** argv) {
        "loses at most this much finished work.")
       ("shard", po::value<std::string>(&shard), "Process only shard K/N (by hash of the name).")
       ("quiet", po::bool_switch(&quiet), "No progress output (errors are still printed).");
+  AddPreprocessingOptions(desc, &resize_max, &resize, &native);
   po::variables_map vm;
   switch (ParseCommandLine("extract",
                            "Computes MegaLoc global descriptors of every image under --image_path "
