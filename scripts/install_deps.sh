@@ -20,6 +20,7 @@ PACKAGES=(
   libfaiss-dev
   colmap
   xvfb
+  python3-h5py python3-numpy   # tests/io/h5py_interop_test.cc: hloc's reader side
 )
 
 SUDO=""
