@@ -1,6 +1,5 @@
 // `megaloc pairs` output consumed by the real COLMAP 3.8 binary's `matches_importer --match_type pairs`.
 
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -13,34 +12,13 @@
 #include "megaloc/synthetic/renderer.h"
 #include "megaloc/util/file_utils.h"
 #include "tests/common/testing.h"
+#include "tests/retrieval/pairs_test_utils.h"
 
 namespace megaloc {
 namespace {
 
-void WriteRandomDescriptors(const std::string& path,
-                            const std::vector<std::string>& names,
-                            int dim,
-                            uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kCreate);
-  for (const auto& name : names) {
-    Eigen::VectorXf v(dim);
-    for (int d = 0; d < dim; ++d) v(d) = normal(rng);
-    v.normalize();
-    file->Write(name, v.data(), dim, 320, 240, DescriptorDtype::kFloat16);
-  }
-  file->Flush();
-}
-
-// Runs `megaloc pairs <args>`, capturing stdout+stderr into *output.
-int RunPairsCommand(const std::string& args, std::string* output) {
-  const std::string log = JoinPaths(testing::TempDir(), "pairs_command.log");
-  const int rc = testing::RunShell("'" + testing::MegalocExecutable() + "' pairs " + args + " > '" +
-                                   log + "' 2>&1");
-  *output = FileExists(log) ? ReadFileToString(log) : "";
-  return rc;
-}
+using testing::RunPairsCommand;
+using testing::WriteRandomDescriptors;
 
 int64_t CountRows(const std::string& database, const std::string& table) {
   sqlite3* db = nullptr;

@@ -35,15 +35,9 @@ SearchResult FaissSearch(const DescriptorSource& queries,
   const int64_t nq = queries.NumRows();
   const int64_t nb = db.NumRows();
   const int dim = queries.Dim();
-  SearchResult result;
-  result.num_queries = nq;
-  result.k = std::min<int64_t>(options.num_neighbors, nb);
-  const int64_t k = result.k;
-  result.labels.assign(nq * k, -1);
-  result.scores.assign(nq * k, -std::numeric_limits<float>::infinity());
   SearchStats local;
-  local.num_queries = nq;
-  local.num_db = nb;
+  SearchResult result = PaddedSearchResult(nq, nb, options, &local);
+  const int64_t k = result.k;
   if (nq == 0 || k == 0) {
     if (stats) *stats = local;
     return result;

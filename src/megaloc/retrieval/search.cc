@@ -215,6 +215,28 @@ void BlockSizesImpl(int64_t num_queries,
   *working_bytes = bq * (q_row + heap_row) + bd * db_row + bq * bd * 4;
 }
 
+}  // namespace
+
+namespace internal {
+
+SearchResult PaddedSearchResult(int64_t num_queries,
+                                int64_t num_db,
+                                const SearchOptions& options,
+                                SearchStats* stats) {
+  SearchResult result;
+  result.num_queries = num_queries;
+  result.k = std::min<int64_t>(options.num_neighbors, num_db);
+  result.labels.assign(num_queries * result.k, -1);
+  result.scores.assign(num_queries * result.k, -std::numeric_limits<float>::infinity());
+  stats->num_queries = num_queries;
+  stats->num_db = num_db;
+  return result;
+}
+
+}  // namespace internal
+
+namespace {
+
 SearchResult ExactSearch(const DescriptorSource& queries,
                          const DescriptorSource& db,
                          const SearchOptions& options,
@@ -225,15 +247,9 @@ SearchResult ExactSearch(const DescriptorSource& queries,
   const int64_t nq = queries.NumRows();
   const int64_t nb = db.NumRows();
   const int dim = queries.Dim();
-  SearchResult result;
-  result.num_queries = nq;
-  result.k = std::min<int64_t>(options.num_neighbors, nb);
-  const int64_t k = result.k;
-  result.labels.assign(nq * k, -1);
-  result.scores.assign(nq * k, -std::numeric_limits<float>::infinity());
   SearchStats local_stats;
-  local_stats.num_queries = nq;
-  local_stats.num_db = nb;
+  SearchResult result = internal::PaddedSearchResult(nq, nb, options, &local_stats);
+  const int64_t k = result.k;
   if (nq == 0 || k == 0) {
     local_stats.total_seconds = total_timer.ElapsedSeconds();
     if (stats) *stats = local_stats;

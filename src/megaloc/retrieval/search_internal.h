@@ -10,6 +10,13 @@
 namespace megaloc {
 namespace internal {
 
+// The padded result every backend starts from: k = min(num_neighbors, nb) columns, labels -1 and
+// scores -infinity; `stats` gets the query and database counts.
+SearchResult PaddedSearchResult(int64_t num_queries,
+                                int64_t num_db,
+                                const SearchOptions& options,
+                                SearchStats* stats);
+
 #ifdef MEGALOC_FAISS_ENABLED
 // kFaissIvf / kFaissHnsw (faiss_search.cc). Same contract as Search().
 SearchResult FaissSearch(const DescriptorSource& queries,
