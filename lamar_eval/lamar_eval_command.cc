@@ -58,8 +58,7 @@ int RunEvaluateStep(int argc, char** argv) {
       "as lamar.tasks.pose_estimation evaluate (HoloLens rigs scored per camera). Recalls in "
       "percent.",
       description, argc, argv, &vm);
-  if (parsed == ParseResult::kHelp) return EXIT_SUCCESS;
-  if (parsed == ParseResult::kError) return EXIT_FAILURE;
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
   return RunCommandGuarded([&]() {
     options.mode = lamar::ParseEvaluationMode(mode);
     if (!options.Check()) {
@@ -133,8 +132,7 @@ int RunExtractStep(int argc, char** argv) {
       "= the method dict). Map sessions: every image; query sessions: the queries.txt images, rigs "
       "expanded to every camera.",
       description, argc, argv, &vm);
-  if (parsed == ParseResult::kHelp) return EXIT_SUCCESS;
-  if (parsed == ParseResult::kError) return EXIT_FAILURE;
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
   return RunCommandGuarded([&]() {
     options.sessions = SplitCommaList(sessions);
     options.model.weights_path = ResolveWeightsPath(weights_path);
@@ -196,8 +194,7 @@ int RunPairsStep(int argc, char** argv) {
       "Map->map pairs (frustum + pose filters, 250 nearest, top-k) and query->map pairs (top-k per "
       "query image, rigs expanded) from MegaLoc descriptors, in LaMAR's pair_selection layout.",
       description, argc, argv, &vm);
-  if (parsed == ParseResult::kHelp) return EXIT_SUCCESS;
-  if (parsed == ParseResult::kError) return EXIT_FAILURE;
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
   return RunCommandGuarded([&]() {
     options.mapping_pairs = !skip_mapping;
     const lamar::LamarPairsStats stats = lamar::RunLamarPairs(options);
@@ -260,8 +257,7 @@ int RunLocalizeStep(int argc, char** argv) {
       "registered with image_registrator) on the pairs of `lamar_eval pairs`. A DIFFERENT "
       "PROTOCOL from the paper's (SuperPoint+SuperGlue, pycolmap): numbers are not comparable.",
       description, argc, argv, &vm);
-  if (parsed == ParseResult::kHelp) return EXIT_SUCCESS;
-  if (parsed == ParseResult::kError) return EXIT_FAILURE;
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
   return RunCommandGuarded([&]() {
     const lamar::LocalizeStats stats = lamar::RunLocalization(options);
     std::cout << "Localized " << stats.num_localized_keys << " of " << stats.num_query_keys

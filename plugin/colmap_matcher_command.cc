@@ -87,20 +87,15 @@ int RunColmapMatcher(int argc, char** argv) {
   AddPreprocessingOptions(desc, &resize_max, &resize, &native);
 
   po::variables_map vm;
-  switch (ParseCommandLine("colmap_matcher",
-                           "MegaLoc retrieval matching on a COLMAP database (drop-in for "
-                           "`colmap vocab_tree_matcher`): extract global descriptors for the "
-                           "database images (cached), retrieve --num_matched images per image, "
-                           "write the pair list and run `colmap matches_importer --match_type "
-                           "pairs` on it.",
-                           desc, argc, argv, &vm)) {
-    case ParseResult::kHelp:
-      return EXIT_SUCCESS;
-    case ParseResult::kError:
-      return EXIT_FAILURE;
-    case ParseResult::kOk:
-      break;
-  }
+  const ParseResult parsed = ParseCommandLine(
+      "colmap_matcher",
+      "MegaLoc retrieval matching on a COLMAP database (drop-in for "
+      "`colmap vocab_tree_matcher`): extract global descriptors for the "
+      "database images (cached), retrieve --num_matched images per image, "
+      "write the pair list and run `colmap matches_importer --match_type "
+      "pairs` on it.",
+      desc, argc, argv, &vm);
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
 
   return RunCommandGuarded([&]() {
     options.preprocessing = ResolvePreprocessingOptions(vm, resize_max, resize, native);

@@ -61,14 +61,12 @@ int RunRevisitopEval(int argc, char** argv) {
        "flush the descriptor cache every N new query descriptors");
 
   po::variables_map vm;
-  switch (ParseCommandLine("revisitop_eval",
-                           "Revisited Oxford/Paris evaluation (E/M/H mAP and mP@1,5,10, official "
-                           "protocol), from images + MegaLoc weights or from a ranks .npy.",
-                           desc, argc, argv, &vm)) {
-    case ParseResult::kHelp: return EXIT_SUCCESS;
-    case ParseResult::kError: return EXIT_FAILURE;
-    case ParseResult::kOk: break;
-  }
+  const ParseResult parsed = ParseCommandLine(
+      "revisitop_eval",
+      "Revisited Oxford/Paris evaluation (E/M/H mAP and mP@1,5,10, official "
+      "protocol), from images + MegaLoc weights or from a ranks .npy.",
+      desc, argc, argv, &vm);
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
 
   return RunCommandGuarded([&]() -> int {
     RevisitopReport report;

@@ -35,6 +35,10 @@ ParseResult ParseCommandLine(const std::string& command,
   return ParseResult::kOk;
 }
 
+int ParseExitCode(ParseResult result) {
+  return result == ParseResult::kHelp ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
 int RunCommandGuarded(const std::function<int()>& body) {
   try {
     return body();

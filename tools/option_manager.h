@@ -34,6 +34,10 @@ ParseResult ParseCommandLine(const std::string& command,
                              po::variables_map* vm,
                              const po::positional_options_description* positional = nullptr);
 
+// Exit status for a parse that did not return kOk: EXIT_SUCCESS after --help, EXIT_FAILURE after an
+// error. Commands do: `if (parsed != ParseResult::kOk) return ParseExitCode(parsed);`.
+int ParseExitCode(ParseResult result);
+
 // Runs `body`, converting any exception into one "ERROR: <what>" line on stderr and EXIT_FAILURE.
 int RunCommandGuarded(const std::function<int()>& body);
 

@@ -51,14 +51,12 @@ int RunConvertWeights(int argc, char** argv) {
       ("num_heads", po::value<int>(&num_heads)->default_value(-1),
        "Attention heads (-1: config.json beside the input, else embed_dim / 64).");
   po::variables_map vm;
-  switch (ParseCommandLine("convert_weights",
-                           "Validates a MegaLoc checkpoint with the strict loader and writes it as "
-                           "safetensors with the v2 (HF model.safetensors) key names.",
-                           options, argc, argv, &vm)) {
-    case ParseResult::kHelp: return EXIT_SUCCESS;
-    case ParseResult::kError: return EXIT_FAILURE;
-    case ParseResult::kOk: break;
-  }
+  const ParseResult parsed = ParseCommandLine(
+      "convert_weights",
+      "Validates a MegaLoc checkpoint with the strict loader and writes it as "
+      "safetensors with the v2 (HF model.safetensors) key names.",
+      options, argc, argv, &vm);
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
   return RunCommandGuarded([&] {
     std::string input_format;
     const ModelInfo info =
@@ -80,14 +78,12 @@ int RunModelInfo(int argc, char** argv) {
       ("num_heads", po::value<int>(&num_heads)->default_value(-1),
        "Attention heads (-1: config.json beside the weights, else embed_dim / 64).");
   po::variables_map vm;
-  switch (ParseCommandLine("model_info",
-                           "Loads a MegaLoc checkpoint with the strict loader and prints its "
-                           "architecture, parameter count, format and sha256.",
-                           options, argc, argv, &vm)) {
-    case ParseResult::kHelp: return EXIT_SUCCESS;
-    case ParseResult::kError: return EXIT_FAILURE;
-    case ParseResult::kOk: break;
-  }
+  const ParseResult parsed = ParseCommandLine(
+      "model_info",
+      "Loads a MegaLoc checkpoint with the strict loader and prints its "
+      "architecture, parameter count, format and sha256.",
+      options, argc, argv, &vm);
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
   return RunCommandGuarded([&] {
     PrintInfo(ReadCheckpointInfo(weights_path, num_heads), weights_path);
     return EXIT_SUCCESS;

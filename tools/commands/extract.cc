@@ -120,14 +120,12 @@ int RunExtract(int argc, char** argv) {
       ("quiet", po::bool_switch(&quiet), "No progress output (errors are still printed).");
   AddPreprocessingOptions(desc, &resize_max, &resize, &native);
   po::variables_map vm;
-  switch (ParseCommandLine("extract",
-                           "Computes MegaLoc global descriptors of every image under --image_path "
-                           "and writes them to --output_path in hloc's HDF5 layout.",
-                           desc, argc, argv, &vm)) {
-    case ParseResult::kHelp: return EXIT_SUCCESS;
-    case ParseResult::kError: return EXIT_FAILURE;
-    case ParseResult::kOk: break;
-  }
+  const ParseResult parsed = ParseCommandLine(
+      "extract",
+      "Computes MegaLoc global descriptors of every image under --image_path "
+      "and writes them to --output_path in hloc's HDF5 layout.",
+      desc, argc, argv, &vm);
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
   return RunCommandGuarded([&]() -> int {
     options.preprocessing = ResolvePreprocessingOptions(vm, resize_max, resize, native);
     if (as_half != 0 && as_half != 1) MEGALOC_THROW(InvalidArgument, "--as_half expects 1 or 0");

@@ -19,14 +19,12 @@ int RunMerge(int argc, char** argv) {
        "Merged file; created if missing, else its content is kept and checked like an input.")
       ("quiet", po::bool_switch(&quiet), "Print nothing on success.");
   po::variables_map vm;
-  switch (ParseCommandLine("merge",
-                           "Merges descriptor files. The same image in several files must have the "
-                           "same descriptor; the files must share their provenance attributes.",
-                           desc, argc, argv, &vm)) {
-    case ParseResult::kHelp: return EXIT_SUCCESS;
-    case ParseResult::kError: return EXIT_FAILURE;
-    case ParseResult::kOk: break;
-  }
+  const ParseResult parsed = ParseCommandLine(
+      "merge",
+      "Merges descriptor files. The same image in several files must have the "
+      "same descriptor; the files must share their provenance attributes.",
+      desc, argc, argv, &vm);
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
   return RunCommandGuarded([&]() -> int {
     const MergeStats stats = MergeDescriptorFiles(input_paths, output_path);
     if (!quiet) {

@@ -78,18 +78,13 @@ int RunPairs(int argc, char** argv) {
        "faiss_hnsw: efSearch (raised to at least num_matched + 1).");
 
   po::variables_map vm;
-  switch (ParseCommandLine("pairs",
-                           "Image pairs from global-descriptor retrieval (hloc's "
-                           "pairs_from_retrieval): for every query, the --num_matched database "
-                           "images with the highest descriptor inner product, never itself.",
-                           desc, argc, argv, &vm)) {
-    case ParseResult::kHelp:
-      return EXIT_SUCCESS;
-    case ParseResult::kError:
-      return EXIT_FAILURE;
-    case ParseResult::kOk:
-      break;
-  }
+  const ParseResult parsed = ParseCommandLine(
+      "pairs",
+      "Image pairs from global-descriptor retrieval (hloc's "
+      "pairs_from_retrieval): for every query, the --num_matched database "
+      "images with the highest descriptor inner product, never itself.",
+      desc, argc, argv, &vm);
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
 
   return RunCommandGuarded([&]() {
     if (num_matched < 1) {

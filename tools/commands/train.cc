@@ -70,19 +70,14 @@ int RunTrain(int argc, char** argv) {
        "Print the effective options as JSON and exit without training.");
 
   po::variables_map vm;
-  switch (ParseCommandLine("train",
-                           "Trains MegaLoc (DINOv2 ViT-B/14 + SALAD + Linear) with one "
-                           "multi-similarity loss and one backward per sub-batch of each enabled "
-                           "source (GSV-Cities, MSLS/CliqueMining, MegaScenes, ScanNet, SF-XL "
-                           "lateral + frontal) and one AdamW step per iteration.",
-                           desc, argc, argv, &vm)) {
-    case ParseResult::kHelp:
-      return EXIT_SUCCESS;
-    case ParseResult::kError:
-      return EXIT_FAILURE;
-    case ParseResult::kOk:
-      break;
-  }
+  const ParseResult parsed = ParseCommandLine(
+      "train",
+      "Trains MegaLoc (DINOv2 ViT-B/14 + SALAD + Linear) with one "
+      "multi-similarity loss and one backward per sub-batch of each enabled "
+      "source (GSV-Cities, MSLS/CliqueMining, MegaScenes, ScanNet, SF-XL "
+      "lateral + frontal) and one AdamW step per iteration.",
+      desc, argc, argv, &vm);
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
 
   return RunCommandGuarded([&]() {
     TrainOptions options;
