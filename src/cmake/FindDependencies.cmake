@@ -53,3 +53,19 @@ if(COLMAP_EXECUTABLE)
 else()
   message(STATUS "COLMAP binary not found: COLMAP integration tests will be skipped")
 endif()
+
+# LibTorch's fused attention (at::scaled_dot_product_attention, LibTorch >= 2.0; Debian 12's 1.13 lacks
+# it): MEGALOC_HAVE_SDPA for megaloc_model (src/megaloc/model/megaloc_net.cc). Checked by compiling a
+# call against this LibTorch's headers, never by version number.
+include(CheckCXXSourceCompiles)
+set(CMAKE_REQUIRED_INCLUDES ${TORCH_INCLUDE_DIRS})
+set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)  # the declaration is what matters: compile only
+check_cxx_source_compiles("
+#include <ATen/ATen.h>
+at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  return at::scaled_dot_product_attention(q, k, v);
+}
+int main() { return 0; }" MEGALOC_HAVE_SDPA)
+unset(CMAKE_TRY_COMPILE_TARGET_TYPE)
+unset(CMAKE_REQUIRED_INCLUDES)
+message(STATUS "LibTorch fused attention (scaled_dot_product_attention): ${MEGALOC_HAVE_SDPA}")

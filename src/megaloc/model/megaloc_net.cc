@@ -1,5 +1,6 @@
 #include "megaloc/model/megaloc_net.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -45,20 +46,111 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t heads) : num_heads(heads) {
   proj = register_module("proj", torch::nn::Linear(torch::nn::LinearOptions(dim, dim)));
 }
 
+bool HasFusedAttention() {
+#ifdef MEGALOC_HAVE_SDPA
+  return true;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+// Upstream's attention: one [B,H,N,N] score tensor.
+torch::Tensor PlainAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                             double scale) {
+  const int64_t batch = q.size(0);
+  const int64_t tokens = q.size(2);
+  torch::Tensor attn = torch::matmul(q, k.transpose(-2, -1)) * scale;
+  attn = attn.softmax(-1);
+  return torch::matmul(attn, v).transpose(1, 2).reshape({batch, tokens, -1});
+}
+
+// Queries in blocks: scores of `block` query rows for all heads at a time, written straight into
+// the [B,N,H,d] output. Needs no autograd (writes into a preallocated output).
+torch::Tensor BlockedAttention(const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, double scale, int64_t block) {
+  const int64_t batch = q.size(0);
+  const int64_t heads = q.size(1);
+  const int64_t tokens = q.size(2);
+  const int64_t head_dim = q.size(3);
+  const int64_t keys = k.size(2);
+  if (block <= 0) {
+    constexpr int64_t kScoreBytes = int64_t{32} << 20;
+    block = std::max<int64_t>(
+        16, kScoreBytes / (batch * heads * keys * static_cast<int64_t>(sizeof(float))));
+  }
+  block = std::min(block, tokens);
+  // A power-of-two scale (1/8 for 64-d heads) is exact on q: fold it in (one pass over N x d
+  // instead of N x N). Otherwise scale the scores, as upstream.
+  int exponent = 0;
+  const bool exact_fold = std::frexp(scale, &exponent) == 0.5;
+  const torch::Tensor q_in = exact_fold ? q * scale : q;
+  const torch::Tensor k_t = k.transpose(-2, -1).contiguous();  // [B,H,d,N]
+  const torch::Tensor v_in = v.contiguous();
+  torch::Tensor out = torch::empty({batch, tokens, heads, head_dim}, q.options());
+  for (int64_t start = 0; start < tokens; start += block) {
+    const int64_t end = std::min(tokens, start + block);
+    torch::Tensor scores = torch::matmul(q_in.slice(2, start, end), k_t);  // [B,H,b,N]
+    if (!exact_fold) scores.mul_(scale);
+    scores = scores.softmax(-1);
+    out.slice(1, start, end).copy_(torch::matmul(scores, v_in).transpose(1, 2));
+  }
+  return out.view({batch, tokens, heads * head_dim});
+}
+
+}  // namespace
+
+torch::Tensor MultiHeadAttention(const torch::Tensor& q, const torch::Tensor& k,
+                                 const torch::Tensor& v, double scale,
+                                 ForwardOptions::AttentionKernel kernel, int64_t query_block) {
+  using Kernel = ForwardOptions::AttentionKernel;
+  if (kernel == Kernel::kAuto) kernel = HasFusedAttention() ? Kernel::kFused : Kernel::kBlocked;
+  switch (kernel) {
+    case Kernel::kPlain:
+      return PlainAttention(q, k, v, scale);
+    case Kernel::kBlocked:
+      return BlockedAttention(q, k, v, scale, query_block);
+    case Kernel::kFused: {
+#ifdef MEGALOC_HAVE_SDPA
+      // The default scale of scaled_dot_product_attention is 1/sqrt(d), the one all callers use.
+      MEGALOC_CHECK_MSG(std::abs(scale * std::sqrt(static_cast<double>(q.size(3))) - 1.0) < 1e-12,
+                        "fused attention supports only the scale 1/sqrt(head_dim)");
+      const int64_t batch = q.size(0);
+      const int64_t tokens = q.size(2);
+      return at::scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(
+          {batch, tokens, -1});
+#else
+      MEGALOC_THROW(InvalidArgument,
+                    "fused attention (scaled_dot_product_attention) is not in this build's "
+                    "LibTorch " << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR
+                                << " (it needs LibTorch >= 2.0)");
+#endif
+    }
+    case Kernel::kAuto:
+      break;
+  }
+  MEGALOC_THROW(InvalidArgument, "unknown attention kernel");
+}
+
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   const int64_t batch = x.size(0);
   const int64_t tokens = x.size(1);
   const int64_t channels = x.size(2);
   const int64_t head_dim = channels / num_heads;
   const double scale = std::pow(static_cast<double>(head_dim), -0.5);
-  const torch::Tensor qkv_out =
-      qkv->forward(x).reshape({batch, tokens, 3, num_heads, head_dim}).permute({2, 0, 3, 1, 4});
-  const torch::Tensor q = qkv_out[0];
-  const torch::Tensor k = qkv_out[1];
-  const torch::Tensor v = qkv_out[2];
-  torch::Tensor attn = torch::matmul(q, k.transpose(-2, -1)) * scale;
-  attn = attn.softmax(-1);
-  torch::Tensor out = torch::matmul(attn, v).transpose(1, 2).reshape({batch, tokens, channels});
+  torch::Tensor out;
+  {
+    const torch::Tensor qkv_out =
+        qkv->forward(x).reshape({batch, tokens, 3, num_heads, head_dim}).permute({2, 0, 3, 1, 4});
+    const torch::Tensor q = qkv_out[0];
+    const torch::Tensor k = qkv_out[1];
+    const torch::Tensor v = qkv_out[2];
+    // Training (autograd on) keeps upstream's explicit attention.
+    const ForwardOptions::AttentionKernel used =
+        torch::GradMode::is_enabled() ? ForwardOptions::AttentionKernel::kPlain : kernel;
+    out = MultiHeadAttention(q, k, v, scale, used, query_block);
+  }  // the qkv activations are released before the projection
   return proj->forward(out);
 }
 
@@ -133,6 +225,14 @@ torch::Tensor BackboneImpl::InterpolatePosEmbed(int64_t h0, int64_t w0, int64_t 
       /*align_corners=*/false, scale_h, scale_w);
   interpolated = interpolated.permute({0, 2, 3, 1}).view({1, -1, dim});
   return torch::cat({class_pos.unsqueeze(0), interpolated}, 1);
+}
+
+void BackboneImpl::SetAttention(ForwardOptions::AttentionKernel kernel, int64_t query_block) {
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    Attention& attn = blocks[i]->as<Block>()->attn;
+    attn->kernel = kernel;
+    attn->query_block = query_block;
+  }
 }
 
 std::pair<torch::Tensor, torch::Tensor> BackboneImpl::forward(const torch::Tensor& images,
@@ -326,6 +426,7 @@ NetStages MegaLocNetImpl::ForwardWithStages(const torch::Tensor& images,
                                        c10::nullopt);
   }
   stages.backbone_input = x;
+  backbone->SetAttention(options.attention, options.attention_query_block);
   const auto features = backbone->forward(x, &stages);
   stages.linear_out = aggregator->forward(features.first, features.second, options, &stages);
   stages.descriptor = F::normalize(stages.linear_out, F::NormalizeFuncOptions().p(2).dim(1));
@@ -346,6 +447,7 @@ torch::Tensor MegaLocNetImpl::forward(const torch::Tensor& images, const Forward
     x = torch::_upsample_bilinear2d_aa(images, {h, w}, /*align_corners=*/false, c10::nullopt,
                                        c10::nullopt);
   }
+  backbone->SetAttention(options.attention, options.attention_query_block);
   const auto features = backbone->forward(x);
   const torch::Tensor linear_out = aggregator->forward(features.first, features.second, options);
   return F::normalize(linear_out, F::NormalizeFuncOptions().p(2).dim(1));

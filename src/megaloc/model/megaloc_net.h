@@ -50,7 +50,31 @@ struct ForwardOptions {
   // code at 1 thread). true: one batched matmul (much faster and ~2 GB less memory at batch 8;
   // descriptors differ by float rounding only, <= ~2.3e-7 on the tiny fixture).
   bool fast_aggregation = false;
+  // Attention kernel when autograd is off (inference; training always runs kPlain). Every kernel
+  // computes softmax(q k^T / sqrt(d)) v; they differ by float rounding only (<= ~1e-7).
+  //   kAuto:    LibTorch's fused scaled_dot_product_attention where this LibTorch has it
+  //             (configure-time check, MEGALOC_HAVE_SDPA), else kBlocked.
+  //   kPlain:   upstream's one [B,heads,N,N] score tensor (12 x 4016^2 floats = 774 MB per
+  //             block at hloc's resize_max 1024).
+  //   kBlocked: queries in blocks of `attention_query_block` rows, so only a
+  //             [B,heads,block,N] slice of the scores is alive at once.
+  //   kFused:   scaled_dot_product_attention; an InvalidArgument error where it is not compiled in.
+  enum class AttentionKernel { kAuto, kPlain, kBlocked, kFused };
+  AttentionKernel attention = AttentionKernel::kAuto;
+  // Query rows per block of kBlocked; 0 = as many as fit in ~32 MB of scores (one block for
+  // 322x322 inputs, ~170 rows for 4016 tokens).
+  int64_t attention_query_block = 0;
 };
+
+// Whether this build has LibTorch's fused scaled_dot_product_attention (LibTorch >= 2.0).
+bool HasFusedAttention();
+
+// softmax(q k^T * scale) v for q, k, v [B,heads,N,d] (any strides) with the given kernel (kAuto
+// resolves as in ForwardOptions). Returns [B,N,heads*d] (channel = head*d + i), contiguous.
+torch::Tensor MultiHeadAttention(const torch::Tensor& q, const torch::Tensor& k,
+                                 const torch::Tensor& v, double scale,
+                                 ForwardOptions::AttentionKernel kernel,
+                                 int64_t query_block = 0);
 
 // Intermediate results of one forward pass (for parity tests and debugging). Shapes use
 // B = batch, C = embed_dim, n = h0*w0 patches, m = clusters, l = cluster_dim, g = token_dim.
@@ -94,9 +118,12 @@ TORCH_MODULE(LayerScale);
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int64_t dim, int64_t num_heads);
-  // Explicit (q k^T) * scale -> softmax -> @ v, as upstream (no fused attention).
+  // (q k^T) * scale -> softmax -> @ v. With autograd on: explicit, as upstream. Without (inference):
+  // the kernel of `kernel` (blocked queries or LibTorch's fused attention; see ForwardOptions).
   torch::Tensor forward(const torch::Tensor& x);
   int64_t num_heads;
+  ForwardOptions::AttentionKernel kernel = ForwardOptions::AttentionKernel::kAuto;
+  int64_t query_block = 0;
   torch::nn::Linear qkv{nullptr};
   torch::nn::Linear proj{nullptr};
 };
@@ -134,6 +161,8 @@ class BackboneImpl : public torch::nn::Module {
   // Position table for an h0 x w0 patch grid: [1, 1 + h0*w0, C] (raw table when h0*w0 == M*M and
   // the image is square; else bicubic with scale factors ((h0+0.1)/M, (w0+0.1)/M) in double).
   torch::Tensor InterpolatePosEmbed(int64_t h0, int64_t w0, int64_t height, int64_t width);
+  // Attention kernel of every block for the following forwards (ForwardOptions::attention).
+  void SetAttention(ForwardOptions::AttentionKernel kernel, int64_t query_block);
 
   NetConfig config;
   torch::Tensor cls_token;
