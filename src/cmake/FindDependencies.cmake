@@ -7,12 +7,39 @@ find_package(Torch REQUIRED)
 message(STATUS "Found Torch ${Torch_VERSION} (${TORCH_INSTALL_PREFIX})")
 
 find_package(HDF5 REQUIRED COMPONENTS C CXX)
-find_package(Eigen3 3.3 REQUIRED NO_MODULE)
+# Eigen 3.3 or newer; Eigen 5 (Debian unstable) keeps the Eigen3 package name, but its version file
+# refuses requests for "3.3" (other major version), so the minimum is checked here instead.
+find_package(Eigen3 REQUIRED NO_MODULE)
+if(Eigen3_VERSION VERSION_LESS 3.3)
+  message(FATAL_ERROR "megaloc needs Eigen 3.3 or newer (found ${Eigen3_VERSION})")
+endif()
+message(STATUS "Found Eigen ${Eigen3_VERSION}")
 find_package(Boost REQUIRED COMPONENTS program_options)
 find_package(OpenCV REQUIRED COMPONENTS core imgcodecs imgproc)
 find_package(SQLite3 REQUIRED)
 find_package(nlohmann_json 3.2 REQUIRED)
 find_package(BLAS REQUIRED)
+
+# HDF5 API forms (feature checks; see src/megaloc/io/hdf5_compat.h). MEGALOC_HDF5_DEFINITIONS goes to
+# megaloc_io and to the code that uses hdf5_compat.h.
+include(CheckSymbolExists)
+include(CheckStructHasMember)
+set(CMAKE_REQUIRED_INCLUDES ${HDF5_INCLUDE_DIRS})
+set(CMAKE_REQUIRED_LIBRARIES ${HDF5_C_LIBRARIES})
+set(CMAKE_REQUIRED_DEFINITIONS ${HDF5_DEFINITIONS})
+check_symbol_exists(H5Ovisit3 "hdf5.h" MEGALOC_HDF5_HAVE_OINFO2)
+# HDF5 >= 1.13: a file driver class declares its struct version and a driver value.
+check_struct_has_member("H5FD_class_t" version "hdf5.h" MEGALOC_HDF5_HAVE_FD_CLASS_VERSION LANGUAGE C)
+unset(CMAKE_REQUIRED_INCLUDES)
+unset(CMAKE_REQUIRED_LIBRARIES)
+unset(CMAKE_REQUIRED_DEFINITIONS)
+set(MEGALOC_HDF5_DEFINITIONS)
+foreach(_feature MEGALOC_HDF5_HAVE_OINFO2 MEGALOC_HDF5_HAVE_FD_CLASS_VERSION)
+  if(${_feature})
+    list(APPEND MEGALOC_HDF5_DEFINITIONS ${_feature})
+  endif()
+endforeach()
+message(STATUS "Found HDF5 ${HDF5_VERSION} (API features: ${MEGALOC_HDF5_DEFINITIONS})")
 find_package(OpenMP)
 
 if(MEGALOC_TESTS_ENABLED)

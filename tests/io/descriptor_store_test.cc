@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "megaloc/io/hdf5_compat.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "tests/common/testing.h"
@@ -54,7 +55,7 @@ struct Inventory {
   std::set<std::string> groups;
   std::vector<std::string> objects_with_attributes;
 };
-herr_t InventoryCallback(hid_t obj, const char* name, const H5O_info_t* info, void* data) {
+herr_t InventoryCallback(hid_t obj, const char* name, const hdf5::ObjectInfo* info, void* data) {
   auto* inv = static_cast<Inventory*>(data);
   if (info->type == H5O_TYPE_DATASET) inv->datasets.insert(name);
   if (info->type == H5O_TYPE_GROUP) inv->groups.insert(name);
@@ -63,7 +64,7 @@ herr_t InventoryCallback(hid_t obj, const char* name, const H5O_info_t* info, vo
 }
 Inventory TakeInventory(hid_t file) {
   Inventory inv;
-  EXPECT_GE(H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_INC, InventoryCallback, &inv, H5O_INFO_ALL), 0);
+  EXPECT_GE(hdf5::VisitObjects(file, InventoryCallback, &inv, H5O_INFO_ALL), 0);
   return inv;
 }
 

@@ -1,4 +1,5 @@
 #include "megaloc/io/descriptor_store.h"
+#include "megaloc/io/hdf5_compat.h"
 #include "megaloc/io/journal_vfd.h"
 
 #include <errno.h>
@@ -83,7 +84,7 @@ struct Inventory {
   std::map<std::string, unsigned> groups;  // bit 0: global_descriptor, 1: image_size, 2: other
 };
 
-herr_t InventoryCallback(hid_t, const char* name, const H5O_info_t* info, void* data) {
+herr_t InventoryCallback(hid_t, const char* name, const hdf5::ObjectInfo* info, void* data) {
   if (info->type != H5O_TYPE_DATASET) return 0;
   const std::string path(name);
   const size_t slash = path.rfind('/');
@@ -108,8 +109,8 @@ bool LinkExists(hid_t loc, const std::string& path) {
 }
 
 H5O_type_t ObjectType(hid_t loc, const std::string& path) {
-  H5O_info_t info;
-  if (H5Oget_info_by_name2(loc, path.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+  hdf5::ObjectInfo info;
+  if (hdf5::GetObjectInfoByName(loc, path.c_str(), &info) < 0) {
     return H5O_TYPE_UNKNOWN;
   }
   return info.type;
@@ -283,8 +284,7 @@ namespace {
 
 Inventory TakeInventory(hid_t file, const std::string& path) {
   Inventory inventory;
-  if (H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_INC, InventoryCallback, &inventory,
-                H5O_INFO_BASIC) < 0) {
+  if (hdf5::VisitObjects(file, InventoryCallback, &inventory) < 0) {
     MEGALOC_THROW(FormatError, path << ": cannot list the HDF5 file (corrupt file?)");
   }
   return inventory;

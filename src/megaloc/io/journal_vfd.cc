@@ -24,6 +24,7 @@ namespace internal {
 namespace {
 
 constexpr uint64_t kPageSize = 4096;
+[[maybe_unused]] constexpr int kDriverValue = 0x1a7;  // see MakeDriverClass
 constexpr char kJournalMagic[8] = {'M', 'G', 'L', 'J', 'R', 'N', 'L', '1'};
 constexpr char kCommitMagic[8] = {'C', 'O', 'M', 'M', 'I', 'T', 'T', 'D'};
 
@@ -458,6 +459,12 @@ herr_t DriverUnlock(H5FD_t* file) {
 H5FD_class_t MakeDriverClass() {
   H5FD_class_t cls;
   std::memset(&cls, 0, sizeof(cls));
+#ifdef MEGALOC_HDF5_HAVE_FD_CLASS_VERSION
+  // HDF5 >= 1.13 refuses a class without its struct version and a driver value; values 256-511 are
+  // HDF5's range for drivers that are not registered with The HDF Group.
+  cls.version = H5FD_CLASS_VERSION;
+  cls.value = static_cast<H5FD_class_value_t>(kDriverValue);
+#endif
   cls.name = "megaloc_journal";
   cls.maxaddr = (static_cast<haddr_t>(1) << 62) - 1;
   cls.fc_degree = H5F_CLOSE_WEAK;

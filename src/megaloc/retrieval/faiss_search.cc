@@ -95,7 +95,7 @@ SearchResult FaissSearch(const DescriptorSource& queries,
   const int64_t k_search = std::min<int64_t>(nb, k + (use_ids ? 1 : 0));
   std::vector<float> qbuf;
   std::vector<float> distances;
-  std::vector<faiss::Index::idx_t> labels;
+  std::vector<int64_t> labels;  // faiss::idx_t (Index::idx_t before faiss 1.7.4) is int64_t
   for (int64_t q0 = 0; q0 < nq; q0 += kQueryBlock) {
     const int64_t count = std::min(kQueryBlock, nq - q0);
     const float* qrows = queries.ResidentRows(q0);
