@@ -165,13 +165,13 @@ void ColmapDatabase::ReadSchema() {
   schema_.has_two_view_cameras = HasColumn("two_view_geometries", "camera1");
 }
 
-std::vector<ColmapImage> ColmapDatabase::ReadImages() const {
+std::vector<ColmapDatabaseImage> ColmapDatabase::ReadImages() const {
   int rc = 0;
   Statement stmt(db_, "SELECT image_id, name FROM images;", &rc);
   if (rc != SQLITE_OK) ThrowSqliteError(rc, "reading table 'images'");
-  std::vector<ColmapImage> images;
+  std::vector<ColmapDatabaseImage> images;
   while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-    ColmapImage image;
+    ColmapDatabaseImage image;
     image.image_id = sqlite3_column_int64(stmt.get(), 0);
     const unsigned char* name = sqlite3_column_text(stmt.get(), 1);
     if (name == nullptr) {
@@ -182,7 +182,7 @@ std::vector<ColmapImage> ColmapDatabase::ReadImages() const {
   }
   if (rc != SQLITE_DONE) ThrowSqliteError(rc, "reading table 'images'");
   std::sort(images.begin(), images.end(),
-            [](const ColmapImage& a, const ColmapImage& b) { return a.name < b.name; });
+            [](const ColmapDatabaseImage& a, const ColmapDatabaseImage& b) { return a.name < b.name; });
   return images;
 }
 

@@ -33,8 +33,8 @@ std::pair<int64_t, int64_t> PairIdToImagePair(int64_t pair_id);
 // True if COLMAP stores the match columns swapped for the ordered pair (id1, id2), i.e. id1 > id2.
 inline bool SwapImagePair(int64_t image_id1, int64_t image_id2) { return image_id1 > image_id2; }
 
-// A row of the `images` table.
-struct ColmapImage {
+// A row of the `images` table of a COLMAP database (not the reconstruction image of a model).
+struct ColmapDatabaseImage {
   int64_t image_id = 0;
   std::string name;
 };
@@ -78,7 +78,7 @@ class ColmapDatabase {
   const ColmapSchemaInfo& Schema() const { return schema_; }
 
   // All images, sorted by name (byte order).
-  std::vector<ColmapImage> ReadImages() const;
+  std::vector<ColmapDatabaseImage> ReadImages() const;
   int64_t NumImages() const;
 
   // Row count of a table (one of the tables in Schema().tables; InvalidArgument otherwise).

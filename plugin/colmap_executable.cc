@@ -65,10 +65,11 @@ ColmapVersion ParseColmapVersion(const std::string& help_text, const std::string
   version.major = major;
   version.minor = minor;
   version.patch = fields >= 3 ? patch : 0;
+  // The build description is on the second line up to 3.x, on the first from 4.0 on.
   std::string second_line;
-  if (std::getline(in, second_line)) {
-    version.with_cuda = second_line.find("with CUDA") != std::string::npos;
-  }
+  std::getline(in, second_line);
+  version.with_cuda = first_line.find("with CUDA") != std::string::npos ||
+                      second_line.find("with CUDA") != std::string::npos;
   return version;
 }
 

@@ -83,7 +83,55 @@ bool ColmapMatcherOptions::Check() const {
   CHECK_OPTION(num_threads == -1 || num_threads >= 1);
   CHECK_OPTION_GT(retrieval_memory_limit, 0);
   CHECK_OPTION(preprocessing.Check());
+  CHECK_OPTION(mapper == "none" || mapper == "incremental" || mapper == "global");
+  CHECK_OPTION(mapper == "none" || !output_path.empty());
+  CHECK_OPTION(mapper == "none" || !dry_run);
   return true;
+}
+
+std::vector<std::string> MapperCommand(const ColmapMatcherOptions& options, const ColmapVersion& version) {
+  std::vector<std::string> argv;
+  if (options.mapper == "incremental") {
+    argv = {options.colmap_path, "mapper"};
+  } else if (options.mapper == "global") {
+    if (!options.glomap_path.empty()) {
+      argv = {options.glomap_path, "mapper"};
+    } else if (version.AtLeast(4, 0)) {
+      argv = {options.colmap_path, "global_mapper"};
+    } else {
+      MEGALOC_THROW(InvalidArgument, "--mapper global runs `colmap global_mapper`, which needs COLMAP >= 4.0 ("
+                                         << options.colmap_path << " is " << version.ToString()
+                                         << "); give a standalone GLOMAP binary with --glomap, or use "
+                                            "--mapper incremental");
+    }
+  } else {
+    MEGALOC_THROW(InvalidArgument, "unknown mapper '" << options.mapper << "' (none, incremental or global)");
+  }
+  argv.insert(argv.end(), {"--database_path", options.database_path, "--image_path", options.image_path,
+                           "--output_path", options.output_path});
+  if (options.num_threads > 0) {
+    if (options.mapper == "incremental") {
+      argv.insert(argv.end(), {"--Mapper.num_threads", std::to_string(options.num_threads)});
+    } else if (options.glomap_path.empty()) {
+      argv.insert(argv.end(), {"--GlobalMapper.num_threads", std::to_string(options.num_threads)});
+    }
+  }
+  return argv;
+}
+
+std::vector<int64_t> RegisteredImagesPerModel(const std::string& output_path) {
+  std::vector<int64_t> counts;
+  for (int index = 0;; ++index) {
+    const std::string images_bin = JoinPaths(JoinPaths(output_path, std::to_string(index)), "images.bin");
+    if (!FileExists(images_bin)) break;
+    std::ifstream in(images_bin, std::ios::binary);
+    uint64_t n = 0;
+    if (!in.read(reinterpret_cast<char*>(&n), sizeof(n))) {
+      MEGALOC_THROW(FormatError, images_bin << ": truncated COLMAP model (no image count)");
+    }
+    counts.push_back(static_cast<int64_t>(n));
+  }
+  return counts;
 }
 
 std::string DefaultDescriptorsPath(const std::string& database_path) {
@@ -149,6 +197,18 @@ ColmapMatcherStats MatchColmapDatabase(const ColmapMatcherOptions& options, cons
   MEGALOC_CHECK_MSG(options.Check(), "invalid colmap_matcher options");
   Timer total_timer;
   ColmapMatcherStats stats;
+  // A mapper that cannot run is reported before any work.
+  if (options.mapper != "none") {
+    if (options.mapper == "global" && options.glomap_path.empty()) {
+      MapperCommand(options, DetectColmapVersion(options.colmap_path));  // throws on COLMAP < 4.0
+    }
+    if (!RegisteredImagesPerModel(options.output_path).empty() ||
+        FileExists(JoinPaths(JoinPaths(options.output_path, "0"), "cameras.bin"))) {
+      MEGALOC_THROW(InvalidArgument, options.output_path
+                                         << ": already holds a model (0/); the mapper would overwrite it. "
+                                            "Give an empty or new --output_path.");
+    }
+  }
   stats.descriptors_path =
       options.descriptors_path.empty() ? DefaultDescriptorsPath(options.database_path) : options.descriptors_path;
   stats.pairs_path = options.pairs_path.empty() ? DefaultPairsPath(options.database_path) : options.pairs_path;
@@ -158,7 +218,7 @@ ColmapMatcherStats MatchColmapDatabase(const ColmapMatcherOptions& options, cons
   {
     const auto database = ColmapDatabase::Open(options.database_path);
     stats.schema = database->Schema().Description();
-    for (const ColmapImage& image : database->ReadImages()) names.push_back(image.name);
+    for (const ColmapDatabaseImage& image : database->ReadImages()) names.push_back(image.name);
     stats.matches_before = database->NumRows("matches");
     stats.two_view_geometries_before = database->NumRows("two_view_geometries");
   }
@@ -287,6 +347,25 @@ ColmapMatcherStats MatchColmapDatabase(const ColmapMatcherOptions& options, cons
     stats.matches_after = database->NumRows("matches");
     stats.two_view_geometries_after = database->NumRows("two_view_geometries");
     stats.verified_pairs_after = database->NumNonEmptyRows("two_view_geometries");
+
+    // 6. Reconstruction from the verified pairs.
+    if (options.mapper != "none") {
+      Timer mapper_timer;
+      stats.mapper_command = MapperCommand(options, version);
+      CreateDirectories(options.output_path);
+      stats.mapper_log_path = JoinPaths(options.output_path, options.mapper + "_mapper.log");
+      std::remove(stats.mapper_log_path.c_str());
+      const ProcessResult mapped = RunProcess(stats.mapper_command, stats.mapper_log_path);
+      stats.mapper_ran = true;
+      stats.mapper_seconds = mapper_timer.ElapsedSeconds();
+      if (!mapped.Succeeded()) {
+        MEGALOC_THROW(Error, stats.mapper_command[0] << " " << stats.mapper_command[1] << " failed ("
+                                                     << mapped.Describe() << "); the matches are in the database; log "
+                                                     << stats.mapper_log_path << ", last lines:\n"
+                                                     << TailOfFile(stats.mapper_log_path, 15));
+      }
+      stats.registered_images_per_model = RegisteredImagesPerModel(options.output_path);
+    }
   }
   stats.total_seconds = total_timer.ElapsedSeconds();
   return stats;

@@ -23,6 +23,7 @@
 
 #include "megaloc/model/megaloc.h"
 #include "megaloc/retrieval/pairs_io.h"
+#include "plugin/colmap_executable.h"
 
 namespace megaloc {
 
@@ -73,6 +74,15 @@ struct ColmapMatcherOptions {
   // Working memory of the retrieval search, bytes.
   int64_t retrieval_memory_limit = int64_t{1} << 30;
 
+  // Reconstruction after matching: "none" (default: matching only), "incremental" (`colmap mapper`)
+  // or "global" (`colmap global_mapper`, COLMAP >= 4.0, or `glomap mapper` when glomap_path is set).
+  std::string mapper = "none";
+  // Where the mapper writes its models (DIR/0, DIR/1, ... as COLMAP does). Required with a mapper;
+  // created if missing; must not hold models already.
+  std::string output_path;
+  // A standalone GLOMAP executable for --mapper global ("" = COLMAP's own global_mapper).
+  std::string glomap_path;
+
   bool Check() const;
 };
 
@@ -101,6 +111,12 @@ struct ColmapMatcherStats {
   int64_t matches_before = 0, matches_after = 0;                          // rows of `matches`
   int64_t two_view_geometries_before = 0, two_view_geometries_after = 0;  // rows
   int64_t verified_pairs_after = 0;   // two_view_geometries rows with inliers
+  // Mapper (options.mapper != "none").
+  bool mapper_ran = false;
+  std::vector<std::string> mapper_command;
+  std::string mapper_log_path;
+  std::vector<int64_t> registered_images_per_model;  // models DIR/0, DIR/1, ... in order
+  double mapper_seconds = 0.0;
   double extraction_seconds = 0.0;
   double retrieval_seconds = 0.0;
   double colmap_seconds = 0.0;
@@ -131,7 +147,15 @@ std::vector<std::string> MatchesImporterCommand(const ColmapMatcherOptions& opti
                                                 const std::string& pairs_path,
                                                 bool use_gpu, bool feature_matching_prefix);
 
-// The whole pipeline (steps above). `extractor` defaults to the MegaLoc extraction library.
+// The mapper command line (argv) for `options.mapper` and the COLMAP version. Throws
+// InvalidArgument for "global" on COLMAP < 4.0 without a glomap_path.
+std::vector<std::string> MapperCommand(const ColmapMatcherOptions& options, const ColmapVersion& version);
+
+// Registered images of each model DIR/0, DIR/1, ... (consecutive numbered sub-folders with an
+// images.bin), read from the binary models' headers. Throws FormatError on a truncated images.bin.
+std::vector<int64_t> RegisteredImagesPerModel(const std::string& output_path);
+
+// The whole pipeline (steps above), then the mapper when options.mapper is not "none". `extractor` defaults to the MegaLoc extraction library.
 // Throws IoError/FormatError (database, images, cache, pair list), InvalidArgument (options,
 // image names with whitespace, missing images without skip_missing_images, extraction needed but
 // no weights), or Error when COLMAP fails (exit status + the tail of its log + the log path).

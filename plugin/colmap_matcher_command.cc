@@ -83,7 +83,14 @@ int RunColmapMatcher(int argc, char** argv) {
       ("num_workers", po::value<int>(&options.num_workers)->default_value(2),
        "Image decoding threads during extraction.")
       ("as_half", po::value<int>(&as_half)->default_value(1),
-       "Cache dtype: 1 = float16 (hloc's default), 0 = float32.");
+       "Cache dtype: 1 = float16 (hloc's default), 0 = float32.")
+      ("mapper", po::value<std::string>(&options.mapper)->default_value("none"),
+       "After matching: none (matching only), incremental (`colmap mapper`) or global (`colmap "
+       "global_mapper`, COLMAP >= 4.0 / GLOMAP). Models go to --output_path/0, /1, ...")
+      ("output_path", po::value<std::string>(&options.output_path),
+       "Sparse model folder for --mapper (created; must not hold a model yet).")
+      ("glomap", po::value<std::string>(&options.glomap_path),
+       "Standalone GLOMAP executable for --mapper global (any COLMAP version).");
   AddPreprocessingOptions(desc, &resize_max, &resize, &native);
 
   po::variables_map vm;
@@ -109,6 +116,15 @@ int RunColmapMatcher(int argc, char** argv) {
       MEGALOC_THROW(InvalidArgument, "--num_threads must be -1 or >= 1");
     }
     if (options.sequential_overlap < 0) MEGALOC_THROW(InvalidArgument, "--sequential_overlap must be >= 0");
+    if (options.mapper != "none" && options.mapper != "incremental" && options.mapper != "global") {
+      MEGALOC_THROW(InvalidArgument, "--mapper must be none, incremental or global (got '" << options.mapper << "')");
+    }
+    if (options.mapper != "none" && options.output_path.empty()) {
+      MEGALOC_THROW(InvalidArgument, "--mapper " << options.mapper << " needs --output_path (the sparse model folder)");
+    }
+    if (options.mapper != "none" && options.dry_run) {
+      MEGALOC_THROW(InvalidArgument, "--mapper runs after COLMAP's matching: it cannot be combined with --dry_run");
+    }
     options.use_gpu = use_gpu;
     options.skip_missing_images = skip_missing == 1;
     options.model.num_threads = options.num_threads;
@@ -145,6 +161,21 @@ int RunColmapMatcher(int argc, char** argv) {
         std::cout << "WARNING: COLMAP reported " << stats.num_unknown_image_errors
                   << " unknown image name(s) (see the log)\n";
       }
+      if (stats.mapper_ran) {
+        std::cout << "Mapper:           ";
+        for (const std::string& arg : stats.mapper_command) std::cout << " " << arg;
+        std::cout << "\n"
+                  << "Models:            " << stats.registered_images_per_model.size() << " under "
+                  << options.output_path << "\n";
+        for (size_t i = 0; i < stats.registered_images_per_model.size(); ++i) {
+          std::cout << "  model " << i << ": " << stats.registered_images_per_model[i] << " of "
+                    << stats.num_matched_images << " images registered\n";
+        }
+        if (stats.registered_images_per_model.empty()) {
+          std::cout << "WARNING: the mapper wrote no model (see " << stats.mapper_log_path << ")\n";
+        }
+        std::cout << "Mapper log:        " << stats.mapper_log_path << "\n";
+      }
     } else {
       std::cout << "COLMAP:            not run (--dry_run). Run:\n  " << options.colmap_path
                 << " matches_importer --database_path " << options.database_path << " --match_list_path "
@@ -152,7 +183,9 @@ int RunColmapMatcher(int argc, char** argv) {
     }
     std::cout << std::fixed << std::setprecision(2) << "Time:              " << stats.total_seconds
               << " s (extraction " << stats.extraction_seconds << " s, retrieval " << stats.retrieval_seconds
-              << " s, COLMAP " << stats.colmap_seconds << " s)" << std::endl;
+              << " s, COLMAP " << stats.colmap_seconds << " s";
+    if (stats.mapper_ran) std::cout << ", mapper " << stats.mapper_seconds << " s";
+    std::cout << ")" << std::endl;
     return EXIT_SUCCESS;
   });
 }

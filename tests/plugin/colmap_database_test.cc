@@ -48,7 +48,7 @@ TEST_P(ColmapDatabaseSchemaTest, ReadsImagesAndCountsAcrossSchemas) {
                        {{ImagePairToPairId(1, 2), 10}, {ImagePairToPairId(2, 3), 0}},
                        {{ImagePairToPairId(1, 2), 20}});
   const auto db = ColmapDatabase::Open(path);
-  const std::vector<ColmapImage> images = db->ReadImages();
+  const std::vector<ColmapDatabaseImage> images = db->ReadImages();
   ASSERT_EQ(images.size(), 3u);
   EXPECT_EQ(images[0].name, "a.jpg");
   EXPECT_EQ(images[0].image_id, 2);

@@ -102,7 +102,7 @@ TEST_F(ColmapPlugin, MatcherThenMapperRegistersEveryImage) {
     EXPECT_GT(db->NumNonEmptyRows("two_view_geometries"), 20);
     // The rows are exactly the pairs of our list (joined by name, not by id).
     std::map<std::string, int64_t> ids;
-    for (const ColmapImage& image : db->ReadImages()) ids[image.name] = image.image_id;
+    for (const ColmapDatabaseImage& image : db->ReadImages()) ids[image.name] = image.image_id;
     std::set<int64_t> expected;
     for (const ImagePair& pair : ReadPairs(pairs_path)) expected.insert(ImagePairToPairId(ids[pair.name1], ids[pair.name2]));
     const std::vector<int64_t> got = db->ReadPairIds("two_view_geometries");
@@ -123,6 +123,41 @@ TEST_F(ColmapPlugin, MatcherThenMapperRegistersEveryImage) {
   ASSERT_EQ(RunMatcher("--num_matched 9", &output), 0) << output;
   EXPECT_NE(output.find("10 cached, 0 extracted"), std::string::npos) << output;
   EXPECT_EQ(ColmapDatabase::Open(database_)->NumRows("two_view_geometries"), 45);
+}
+
+// --mapper: matching, then COLMAP's incremental mapper, then (COLMAP >= 4.0) its global mapper
+// (GLOMAP) on the same verified pairs; each registers every view in one model.
+TEST_F(ColmapPlugin, MatcherRunsIncrementalAndGlobalMappers) {
+  RenderScene(10);
+  ExtractFeatures();
+  std::string output;
+  const std::string incremental = JoinPaths(dir_, "sparse_incremental");
+  ASSERT_EQ(RunMatcher("--num_matched 9 --mapper incremental --output_path " + Quote(incremental) +
+                           " --weights_path " + Quote(TinyWeights()),
+                       &output),
+            0)
+      << output;
+  EXPECT_NE(output.find("model 0: 10 of 10 images registered"), std::string::npos) << output;
+  EXPECT_EQ(NumRegisteredImages(JoinPaths(incremental, "0")), 10u);
+  EXPECT_FALSE(FileExists(JoinPaths(incremental, "1")));
+  // The same folder again: refused before anything runs (the model would be overwritten).
+  EXPECT_NE(RunMatcher("--num_matched 9 --mapper incremental --output_path " + Quote(incremental), &output), 0);
+  EXPECT_NE(output.find("already holds a model"), std::string::npos) << output;
+
+  const std::string global = JoinPaths(dir_, "sparse_global");
+  const int rc = RunMatcher("--num_matched 9 --mapper global --output_path " + Quote(global), &output);
+  if (version_.AtLeast(4, 0)) {
+    ASSERT_EQ(rc, 0) << output;
+    EXPECT_NE(output.find("global_mapper"), std::string::npos) << output;
+    EXPECT_NE(output.find("model 0: 10 of 10 images registered"), std::string::npos) << output;
+    EXPECT_EQ(NumRegisteredImages(JoinPaths(global, "0")), 10u);
+  } else {
+    // No global_mapper before 4.0: one plain error, nothing matched or written.
+    EXPECT_NE(rc, 0);
+    EXPECT_NE(output.find("needs COLMAP >= 4.0"), std::string::npos) << output;
+    EXPECT_EQ(output.find("Pairs:"), std::string::npos) << output;
+    EXPECT_FALSE(FileExists(global));
+  }
 }
 
 TEST_F(ColmapPlugin, SmallKPairsAndFailureReporting) {

@@ -59,6 +59,12 @@ TEST(ColmapVersion, ParsesHelpAndPicksFlagNames) {
   const ColmapVersion v4 = ParseColmapVersion("\nCOLMAP 4.1.1 -- SfM\n");
   EXPECT_EQ(v4.MatchingOptionPrefix(), "FeatureMatching");
   EXPECT_EQ(v4.ToString(), "4.1.1");
+  // 4.x: the build description is on the first line.
+  const ColmapVersion v421 =
+      ParseColmapVersion("COLMAP 4.2.1 (Commit Unknown on Unknown without GPU support, std hash maps)\nUsage:\n");
+  EXPECT_EQ(v421.ToString(), "4.2.1");
+  EXPECT_FALSE(v421.with_cuda);
+  EXPECT_TRUE(ParseColmapVersion("COLMAP 4.0.0 (Commit abc on 2025-06-01 with CUDA)\n").with_cuda);
   EXPECT_THROW(ParseColmapVersion("Usage: something else\n"), FormatError);
   EXPECT_THROW(ParseColmapVersion("COLMAP x.y -- SfM\n"), FormatError);
   EXPECT_THROW(ParseColmapVersion(""), FormatError);
@@ -83,6 +89,58 @@ TEST(ColmapMatcher, MatchesImporterCommandUsesVersionFlags) {
   EXPECT_EQ(new_flags[9], "1");
   EXPECT_EQ(new_flags[10], "--FeatureMatching.num_threads");
   EXPECT_EQ(new_flags[11], "-1");
+}
+
+TEST(ColmapMatcher, MapperCommandPerVersion) {
+  ColmapMatcherOptions options;
+  options.database_path = "db.db";
+  options.image_path = "images";
+  options.output_path = "sparse";
+  options.colmap_path = "colmap";
+  options.num_threads = 2;
+  options.mapper = "incremental";
+  const ColmapVersion v38 = ParseColmapVersion("COLMAP 3.8 -- SfM\n");
+  const ColmapVersion v421 = ParseColmapVersion("COLMAP 4.2.1 (Commit Unknown on Unknown without GPU support)\n");
+  EXPECT_EQ(MapperCommand(options, v38),
+            (std::vector<std::string>{"colmap", "mapper", "--database_path", "db.db", "--image_path", "images",
+                                      "--output_path", "sparse", "--Mapper.num_threads", "2"}));
+  options.mapper = "global";
+  EXPECT_EQ(MapperCommand(options, v421),
+            (std::vector<std::string>{"colmap", "global_mapper", "--database_path", "db.db", "--image_path",
+                                      "images", "--output_path", "sparse", "--GlobalMapper.num_threads", "2"}));
+  // COLMAP < 4.0 has no global_mapper: a plain error, unless a standalone GLOMAP is given.
+  const std::string what = ThrownMessage<InvalidArgument>([&] { MapperCommand(options, v38); });
+  EXPECT_NE(what.find("needs COLMAP >= 4.0"), std::string::npos) << what;
+  EXPECT_NE(what.find("3.8"), std::string::npos) << what;
+  options.glomap_path = "/opt/glomap";
+  options.num_threads = -1;
+  EXPECT_EQ(MapperCommand(options, v38),
+            (std::vector<std::string>{"/opt/glomap", "mapper", "--database_path", "db.db", "--image_path", "images",
+                                      "--output_path", "sparse"}));
+  // Options: a mapper needs an output folder and cannot run with --dry_run.
+  options.mapper = "bogus";
+  EXPECT_FALSE(options.Check());
+  options.mapper = "global";
+  options.output_path.clear();
+  EXPECT_FALSE(options.Check());
+  options.output_path = "sparse";
+  EXPECT_TRUE(options.Check());
+  options.dry_run = true;
+  EXPECT_FALSE(options.Check());
+}
+
+TEST(ColmapMatcher, RegisteredImagesPerModelReadsModelHeaders) {
+  const std::string dir = testing::TempDir();
+  EXPECT_TRUE(RegisteredImagesPerModel(dir).empty());
+  for (uint64_t model = 0; model < 2; ++model) {
+    CreateDirectories(JoinPaths(dir, std::to_string(model)));
+    const uint64_t count = 7 - model;
+    WriteFileAtomically(JoinPaths(dir, std::to_string(model) + "/images.bin"),
+                      std::string(reinterpret_cast<const char*>(&count), sizeof(count)) + "rest");
+  }
+  EXPECT_EQ(RegisteredImagesPerModel(dir), (std::vector<int64_t>{7, 6}));
+  WriteFileAtomically(JoinPaths(dir, "1/images.bin"), "abc");
+  EXPECT_THROW(RegisteredImagesPerModel(dir), FormatError);
 }
 
 TEST(ColmapExecutable, RunProcessCapturesStatusAndOutput) {
