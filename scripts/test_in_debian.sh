@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the README's commands on a bare Debian root of another release, on this machine:
 #
-#   scripts/test_in_debian.sh [--demo] [--shell] [--keep-build] <bookworm|trixie|sid|...> [-- ctest args]
+#   scripts/test_in_debian.sh [--demo] [--shell] [--keep-build] [--keep-going] <bookworm|trixie|sid|...> [-- ctest args]
 #
 # 1. debootstraps a minbase root of <release> once, cached outside the repository in
 #    ${MEGALOC_DEBIAN_ROOTS:-/var/cache/megaloc/debian-roots}/<release> (delete it to start over);
@@ -11,7 +11,9 @@
 #    user would on a fresh machine of that release, and prints the closing line.
 #
 # --shell opens a shell in the root instead of testing; --keep-build keeps the build directory of the
-# earlier clone (faster; by default every run builds from scratch, with ccache).
+# earlier clone (by default every run builds from scratch; the clone's path never changes, so ccache
+# in the root makes rebuilds of unchanged files cheap); --keep-going builds everything that compiles
+# and lists every compile error (ninja -k 0) before failing.
 # Needs root (or sudo), debootstrap and git on the host. The archive is the host's (its first
 # deb.debian.org-style URI); MEGALOC_DEBIAN_MIRROR overrides it. Inside the root only (never on
 # the host), apt accepts an expired Release file (Acquire::Check-Valid-Until "false"): archive
@@ -19,13 +21,14 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 DEMO=0
 SHELL_ONLY=0
 KEEP_BUILD=0
+KEEP_GOING=0
 RELEASE=""
 CTEST_ARGS=()
 while [ $# -gt 0 ]; do
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
     --demo) DEMO=1 ;;
     --shell) SHELL_ONLY=1 ;;
     --keep-build) KEEP_BUILD=1 ;;
+    --keep-going) KEEP_GOING=1 ;;
     -h|--help) usage ;;
     --) shift; CTEST_ARGS=("$@"); break ;;
     -*) echo "test_in_debian.sh: unknown option $1" >&2; usage ;;
@@ -105,6 +109,11 @@ mount_into_root tmpfs /dev/shm -t tmpfs
 
 # The current commit, cloned as a new user would have it (git is not needed inside the root).
 CLONE=/work/megaloc
+# Never delete through a mount (e.g. a developer's tree bind-mounted into the root).
+if grep -q " $ROOT/work" /proc/mounts; then
+  echo "test_in_debian.sh: something is mounted under $ROOT/work; unmount it first" >&2
+  exit 1
+fi
 SAVED_BUILD=""
 if [ "$KEEP_BUILD" = 1 ] && [ -d "$ROOT$CLONE/build" ]; then
   SAVED_BUILD="$ROOT/work/.megaloc-build-kept"
@@ -122,7 +131,8 @@ if [ -d "$REPO/../shared" ] && [ ! -e "$ROOT/work/shared" ]; then
 fi
 
 ENV=(env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
-     TERM="${TERM:-dumb}" CI="${CI:-}" JOBS="${JOBS:-}" CTEST_JOBS="${CTEST_JOBS:-}")
+     TERM="${TERM:-dumb}" CI="${CI:-}" JOBS="${JOBS:-}" CTEST_JOBS="${CTEST_JOBS:-}"
+     MEGALOC_BUILD_KEEP_GOING="$KEEP_GOING")
 if [ "$SHELL_ONLY" = 1 ]; then
   $SUDO chroot "$ROOT" "${ENV[@]}" /bin/bash -c "cd $CLONE && exec bash -i"
   exit $?
