@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <set>
@@ -26,6 +28,9 @@ namespace {
 
 constexpr const char* kDescriptorDataset = "global_descriptor";
 constexpr const char* kImageSizeDataset = "image_size";
+// Appended to write errors of the journaling driver (journal_vfd.h).
+constexpr const char* kKeepsLastCommit =
+    " (the file keeps its content as of the last commit; free space and run again to resume)";
 
 // Silences HDF5's automatic error printing once per process; we report our own messages.
 void SilenceHdf5Errors() {
@@ -34,6 +39,15 @@ void SilenceHdf5Errors() {
     return true;
   }();
   (void)silenced;
+}
+
+// After a write error (disk full) the driver drops everything (journal_vfd.h): refuse further
+// writes before they reach HDF5.
+void ThrowOnWriteError(const std::string& file_path, const std::string& path) {
+  const std::string error = internal::JournalWriteError(file_path);
+  if (!error.empty()) {
+    MEGALOC_THROW(IoError, path << ": an earlier write failed (" << error << ")" << kKeepsLastCommit);
+  }
 }
 
 uint64_t FileSizeOrZero(const std::string& path) {
@@ -197,16 +211,33 @@ std::string DescriptorFile::CheckName(const std::string& name) {
   return "";
 }
 
-DescriptorFile::DescriptorFile(std::string path, Mode mode) : path_(std::move(path)), mode_(mode) {}
+DescriptorFile::DescriptorFile(std::string path, Mode mode)
+    : path_(std::move(path)), file_path_(path_), mode_(mode) {}
 
 std::unique_ptr<DescriptorFile> DescriptorFile::Open(const std::string& path, Mode mode) {
   SilenceHdf5Errors();
   if (path.empty()) MEGALOC_THROW(InvalidArgument, "descriptor file path is empty");
   if (DirectoryExists(path)) MEGALOC_THROW(IoError, path << ": is a directory, not an HDF5 file");
   std::unique_ptr<DescriptorFile> file(new DescriptorFile(path, mode));
+  if (mode == Mode::kRead) {
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      MEGALOC_THROW(IoError, path << ": not a regular file (a device, FIFO or socket), not an HDF5 "
+                                     "descriptor file");
+    }
+    // The journal lives next to the file itself, also when it is opened through a symbolic link.
+    char* real = realpath(path.c_str(), nullptr);
+    if (real != nullptr) {
+      file->file_path_ = real;
+      std::free(real);
+    }
+  } else {
+    file->file_path_ = CheckOutputFile(path);  // refuses devices, FIFOs; follows symbolic links
+  }
   // A zero-byte file (e.g. left by another tool killed at creation) holds nothing: appending to it
   // creates a fresh file.
-  const bool exists = FileExists(path) && !(mode == Mode::kAppend && FileSizeOrZero(path) == 0);
+  const std::string& real = file->file_path_;
+  const bool exists = FileExists(real) && !(mode == Mode::kAppend && FileSizeOrZero(real) == 0);
   if (mode == Mode::kRead && !exists) {
     MEGALOC_THROW(IoError, path << ": no such descriptor file");
   }
@@ -226,38 +257,53 @@ void DescriptorFile::OpenHandle(bool create) {
     // over `path_`, so a kill never leaves an empty or half-written file (nor, with kCreate, loses
     // the old content before the new file exists). Default (earliest) format bounds: superblock v0
     // has no "file open for writing" flag.
-    if (FileExists(path_)) {  // never replace a file another process is writing
-      const int fd = open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-      const bool locked = fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-      if (fd >= 0) close(fd);
-      if (locked) MEGALOC_THROW(IoError, path_ << ": cannot replace the file: it is being written by another process");
+    // Never replace a file another process is writing: its lock is held until the new file is in
+    // place (and its journal gone).
+    int old_fd = FileExists(file_path_) ? open(file_path_.c_str(), O_RDONLY | O_CLOEXEC) : -1;
+    if (old_fd >= 0 && flock(old_fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+      close(old_fd);
+      MEGALOC_THROW(IoError, path_ << ": cannot replace the file: it is being written by another process");
     }
-    const std::string temp = path_ + ".creating";
+    const std::string temp = file_path_ + ".creating";
+    errno = 0;
     const hid_t temp_id = H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
-    if (temp_id < 0) {
-      MEGALOC_THROW(IoError, path_ << ": cannot create the HDF5 file (directory missing or not writable?)");
+    const int create_error = errno;
+    const bool closed = temp_id >= 0 && H5Fclose(temp_id) >= 0;
+    const std::string write_error = internal::JournalWriteError(temp);
+    if (closed && write_error.empty()) {
+      std::remove(internal::JournalPath(file_path_).c_str());  // a stale journal of a replaced file
     }
-    const bool closed = H5Fclose(temp_id) >= 0;
-    std::remove(internal::JournalPath(path_).c_str());  // a stale journal of a replaced file
-    if (!closed || std::rename(temp.c_str(), path_.c_str()) != 0) {
+    const bool renamed =
+        closed && write_error.empty() && std::rename(temp.c_str(), file_path_.c_str()) == 0;
+    const int rename_error = errno;
+    if (old_fd >= 0) close(old_fd);
+    if (temp_id < 0) {
+      MEGALOC_THROW(IoError, path_ << ": cannot create the HDF5 file: "
+                                   << (create_error != 0 ? std::strerror(create_error)
+                                                         : "directory missing or not writable?"));
+    }
+    if (!renamed) {
       std::remove(temp.c_str());
-      MEGALOC_THROW(IoError, path_ << ": cannot create the HDF5 file (not writable?)");
+      MEGALOC_THROW(IoError, path_ << ": cannot create the HDF5 file: "
+                                   << (!write_error.empty() ? write_error
+                                                            : std::string(std::strerror(rename_error))));
     }
   }
-  // Finish a commit interrupted by a kill (idempotent; incomplete journals are left to writers).
-  internal::RecoverJournal(path_, /*discard_incomplete=*/false);
-  const htri_t is_hdf5 = H5Fis_hdf5(path_.c_str());
+  // Finish a commit interrupted by a kill: only while no writer holds the file's lock, and only if
+  // the journal belongs to this file (journal_vfd.h). Writers also drop incomplete journals.
+  internal::RecoverJournal(file_path_, /*discard_incomplete=*/mode_ != Mode::kRead);
+  const htri_t is_hdf5 = H5Fis_hdf5(file_path_.c_str());
   if (is_hdf5 <= 0) {
-    if (ReadFileToString(path_).empty()) {
+    if (ReadFileToString(file_path_).empty()) {
       MEGALOC_THROW(FormatError, path_ << ": empty file, not an HDF5 descriptor file");
     }
     MEGALOC_THROW(FormatError, path_ << ": not an HDF5 file (no HDF5 signature)");
   }
-  file_id_ = H5Fopen(path_.c_str(), mode_ == Mode::kRead ? H5F_ACC_RDONLY : H5F_ACC_RDWR,
+  file_id_ = H5Fopen(file_path_.c_str(), mode_ == Mode::kRead ? H5F_ACC_RDONLY : H5F_ACC_RDWR,
                      fapl.get());
 
   if (file_id_ < 0) {
-    if (mode_ != Mode::kRead && access(path_.c_str(), W_OK) != 0) {
+    if (mode_ != Mode::kRead && access(file_path_.c_str(), W_OK) != 0) {
       MEGALOC_THROW(IoError, path_ << ": cannot open the HDF5 file for writing (permission denied)");
     }
     MEGALOC_THROW(FormatError,
@@ -292,15 +338,106 @@ Inventory TakeInventory(hid_t file, const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+// What a walk over every link of a file finds (H5Lvisit: each link once; a group reached by a second
+// hard link is not entered again, exactly as the object visit behind Inventory).
+struct LinkScan {
+  std::string problem;  // the first soft, external or user-defined link
+  size_t num_descriptor_links = 0;  // hard links named global_descriptor
+  // Hard links whose children were not visited and that are not named like a dataset of the
+  // layout: an empty group, a foreign dataset, or a second link to a group already visited.
+  std::vector<std::string> childless;
+  std::string pending;  // the previous such link, until the next callback shows its children
+  std::vector<std::string>* descriptor_links = nullptr;  // collected on demand
+};
+
+herr_t LinkScanCallback(hid_t, const char* name, const H5L_info_t* info, void* data) {
+  auto* scan = static_cast<LinkScan*>(data);
+  const std::string path(name);
+  if (!scan->pending.empty()) {
+    if (path.compare(0, scan->pending.size() + 1, scan->pending + "/") != 0) {
+      scan->childless.push_back(scan->pending);
+    }
+    scan->pending.clear();
+  }
+  if (info->type != H5L_TYPE_HARD) {
+    scan->problem = "'" + path + "' is an HDF5 " +
+                    (info->type == H5L_TYPE_SOFT       ? "soft link"
+                     : info->type == H5L_TYPE_EXTERNAL ? "external link"
+                                                       : "user-defined link");
+    return 1;  // stop
+  }
+  const size_t slash = path.rfind('/');
+  const std::string leaf = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (leaf == kDescriptorDataset) {
+    ++scan->num_descriptor_links;
+    if (scan->descriptor_links != nullptr) scan->descriptor_links->push_back(path);
+  } else if (leaf != kImageSizeDataset) {
+    scan->pending = path;
+  }
+  return 0;
+}
+
+// HDF5's object visit (and hloc's list_h5_names, which uses it) sees an object once, whatever the
+// number of hard links to it, and never follows soft or external links: images behind such links
+// would vanish from the listing without a word. Refuse them, naming the link.
+void CheckLinks(hid_t file, const std::string& path, const Inventory& inventory) {
+  LinkScan scan;
+  const herr_t status = H5Lvisit(file, H5_INDEX_NAME, H5_ITER_INC, LinkScanCallback, &scan);
+  if (status < 0) MEGALOC_THROW(FormatError, path << ": cannot list the links of the HDF5 file (corrupt file?)");
+  if (!scan.pending.empty()) scan.childless.push_back(scan.pending);
+  std::string problem = scan.problem;
+  // A group whose links were not visited although it has some was visited under another name.
+  for (size_t i = 0; problem.empty() && i < scan.childless.size(); ++i) {
+    if (ObjectType(file, scan.childless[i]) != H5O_TYPE_GROUP) continue;
+    Handle group(H5Gopen2(file, scan.childless[i].c_str(), H5P_DEFAULT), H5Gclose);
+    H5G_info_t info;
+    if (group.valid() && H5Gget_info(group.get(), &info) >= 0 && info.nlinks > 0) {
+      problem = "'" + scan.childless[i] + "' is a second hard link to an HDF5 group that is listed under another name";
+    }
+  }
+  size_t num_descriptors = 0;
+  for (const auto& [group, bits] : inventory.groups) num_descriptors += (bits & 1u) ? 1 : 0;
+  if (problem.empty() && scan.num_descriptor_links != num_descriptors) {
+    // A global_descriptor reached by two hard links counts once in the inventory: find it.
+    std::vector<std::string> links;
+    LinkScan named;
+    named.descriptor_links = &links;
+    H5Lvisit(file, H5_INDEX_NAME, H5_ITER_INC, LinkScanCallback, &named);
+    for (const std::string& link : links) {
+      const std::string group = link.substr(0, link.size() - std::strlen(kDescriptorDataset) - 1);
+      const auto it = inventory.groups.find(group);
+      if (it == inventory.groups.end() || !(it->second & 1u)) {
+        problem = "'" + link + "' is a second hard link to a dataset that is listed under another name, or not a dataset";
+        break;
+      }
+    }
+  }
+  if (!problem.empty()) {
+    MEGALOC_THROW(FormatError, path << ": " << problem
+                                    << "; images behind such links would not be listed (by megaloc or "
+                                       "hloc): store every image as its own group of datasets");
+  }
+}
+
+Inventory CheckedInventory(hid_t file, const std::string& path) {
+  Inventory inventory = TakeInventory(file, path);
+  CheckLinks(file, path, inventory);
+  return inventory;
+}
+
+}  // namespace
+
 std::vector<std::string> DescriptorFile::ListNames() const {
   std::vector<std::string> names;
-  for (const auto& [group, bits] : TakeInventory(file_id_, path_).groups) names.push_back(group);
+  for (const auto& [group, bits] : CheckedInventory(file_id_, path_).groups) names.push_back(group);
   return names;  // std::map: sorted, unique
 }
 
 std::vector<std::string> DescriptorFile::ListDescriptorNames() const {
   std::vector<std::string> names;
-  for (const auto& [group, bits] : TakeInventory(file_id_, path_).groups) {
+  for (const auto& [group, bits] : CheckedInventory(file_id_, path_).groups) {
     if (bits & 1u) names.push_back(group);
   }
   return names;
@@ -344,31 +481,45 @@ static DatasetInfo InspectDescriptor(hid_t file, const std::string& path, const 
   Handle space(H5Dget_space(dataset), H5Sclose);
   const int rank = space.valid() ? H5Sget_simple_extent_ndims(space.get()) : -1;
   hsize_t dims[H5S_MAX_RANK];
-  if (rank >= 0) H5Sget_simple_extent_dims(space.get(), dims, nullptr);
   std::string problem;
   if (!type.valid() || H5Tget_class(type.get()) != H5T_FLOAT) {
     problem = "'global_descriptor' is not a floating-point dataset";
+  } else if (rank < 0 || rank > H5S_MAX_RANK ||
+             (rank > 0 && H5Sget_simple_extent_dims(space.get(), dims, nullptr) < 0)) {
+    problem = "cannot read the shape of 'global_descriptor' (corrupt file?)";
   } else if (rank < 1) {
     problem = "'global_descriptor' is not an array";
   } else {
+    // Sizes come from the file: multiply without overflow, and bound them before any allocation.
     hsize_t length = 1;
-    for (int i = 0; i < rank; ++i) length *= dims[i];
-    // hloc writes (D,); accept (1, D) too (squeezed by hloc's readers).
-    if (rank > 2 || (rank == 2 && dims[0] != 1) || length == 0) {
-      problem = "'global_descriptor' must have shape (D,)";
+    bool too_large = false;
+    for (int i = 0; i < rank; ++i) {
+      if (dims[i] != 0 && length > static_cast<hsize_t>(kMaxDescriptorDim) / dims[i]) too_large = true;
+      length = too_large ? length : length * dims[i];
     }
-    info.length = length;
+    std::ostringstream shape;
+    for (int i = 0; i < rank; ++i) shape << (i ? ", " : "(") << dims[i];
+    shape << (rank == 1 ? ",)" : ")");
     info.size = H5Tget_size(type.get());
     info.is_float = true;
-    if (info.size == 2) {
+    // hloc writes (D,); accept (1, D) too (squeezed by hloc's readers).
+    if (rank > 2 || (rank == 2 && dims[0] != 1) || length == 0) {
+      problem = "'global_descriptor' must have shape (D,), not " + shape.str();
+    } else if (too_large || length > static_cast<hsize_t>(kMaxDescriptorDim)) {
+      problem = "'global_descriptor' has shape " + shape.str() + ": more than " +
+                std::to_string(kMaxDescriptorDim) + " values, not a global descriptor";
+    }
+    info.length = length;
+    if (problem.empty() && info.size == 2) {
       info.is_half = true;
       size_t spos, epos, esize, mpos, msize;
-      H5Tget_fields(type.get(), &spos, &epos, &esize, &mpos, &msize);
-      if (spos != 15 || epos != 10 || esize != 5 || mpos != 0 || msize != 10 ||
-          H5Tget_ebias(type.get()) != 15) {
+      if (H5Tget_fields(type.get(), &spos, &epos, &esize, &mpos, &msize) < 0) {
+        problem = "cannot read the float type of 'global_descriptor' (corrupt file?)";
+      } else if (spos != 15 || epos != 10 || esize != 5 || mpos != 0 || msize != 10 ||
+                 H5Tget_ebias(type.get()) != 15) {
         problem = "'global_descriptor' is a 2-byte float that is not IEEE float16";
       }
-    } else if (info.size != 4 && info.size != 8) {
+    } else if (problem.empty() && info.size != 4 && info.size != 8) {
       problem = "'global_descriptor' has an unsupported float size";
     }
   }
@@ -397,18 +548,18 @@ DescriptorDtype DescriptorFile::Dtype(const std::string& name) const {
 namespace {
 
 // Reads one descriptor either as float (out_float) or as half bits (out_half); `expected_dim` < 0
-// accepts any length and returns it.
+// accepts any length and returns it, else it is the dimension of the image `reference`.
 int ReadOne(hid_t file, hid_t half_type, const std::string& path, const std::string& name,
-            int expected_dim, float* out_float, uint16_t* out_half,
+            int expected_dim, const std::string& reference, float* out_float, uint16_t* out_half,
             std::vector<uint16_t>* half_scratch, std::vector<float>* float_scratch) {
   hid_t dataset_id;
   const DatasetInfo info = InspectDescriptor(file, path, name, &dataset_id);
   Handle dataset(dataset_id, H5Dclose);
-  const int dim = static_cast<int>(info.length);
+  const int dim = static_cast<int>(info.length);  // <= kMaxDescriptorDim
   if (expected_dim >= 0 && dim != expected_dim) {
     std::ostringstream what;
     what << "descriptor dimension " << dim << " differs from " << expected_dim
-         << " of the other images";
+         << ", the dimension of '" << reference << "' (all images must have the same dimension)";
     MEGALOC_THROW(FormatError, FormatTypeError(path, name, what.str()));
   }
   herr_t status;
@@ -436,6 +587,17 @@ int ReadOne(hid_t file, hid_t half_type, const std::string& path, const std::str
   if (status < 0) {
     MEGALOC_THROW(FormatError, FormatTypeError(path, name, "cannot read 'global_descriptor' (truncated or corrupt file?)"));
   }
+  // NaN or infinite values (e.g. from broken weights) would rank arbitrarily; refuse them.
+  const uint16_t* half = out_half != nullptr ? out_half : (info.size == 2 ? half_scratch->data() : nullptr);
+  const float* single = out_float != nullptr ? out_float : (info.size != 2 ? float_scratch->data() : nullptr);
+  for (int i = 0; i < dim; ++i) {
+    const bool finite = single != nullptr ? std::isfinite(single[i]) : (half[i] & 0x7c00u) != 0x7c00u;
+    if (!finite) {
+      std::ostringstream what;
+      what << "'global_descriptor' holds NaN or infinite values (first at index " << i << ")";
+      MEGALOC_THROW(FormatError, FormatTypeError(path, name, what.str()));
+    }
+  }
   return dim;
 }
 
@@ -446,7 +608,7 @@ Eigen::VectorXf DescriptorFile::Read(const std::string& name) const {
   Eigen::VectorXf out(dim);
   std::vector<uint16_t> half_scratch;
   std::vector<float> float_scratch;
-  ReadOne(file_id_, half_type_, path_, name, dim, out.data(), nullptr, &half_scratch,
+  ReadOne(file_id_, half_type_, path_, name, dim, name, out.data(), nullptr, &half_scratch,
           &float_scratch);
   return out;
 }
@@ -463,8 +625,8 @@ void DescriptorFile::ReadBlock(const std::vector<std::string>& names, size_t beg
   std::vector<uint16_t> half_scratch;
   std::vector<float> float_scratch;
   for (size_t i = begin; i < end; ++i) {
-    ReadOne(file_id_, half_type_, path_, names[i], dim, out->row(i - begin).data(), nullptr,
-            &half_scratch, &float_scratch);
+    ReadOne(file_id_, half_type_, path_, names[i], dim, names[begin], out->row(i - begin).data(),
+            nullptr, &half_scratch, &float_scratch);
   }
 }
 
@@ -479,7 +641,7 @@ void DescriptorFile::ReadBlockHalf(const std::vector<std::string>& names, size_t
   std::vector<uint16_t> half_scratch;
   std::vector<float> float_scratch;
   for (size_t i = begin; i < end; ++i) {
-    ReadOne(file_id_, half_type_, path_, names[i], *dim, nullptr,
+    ReadOne(file_id_, half_type_, path_, names[i], *dim, names[begin], nullptr,
             out->data() + (i - begin) * static_cast<size_t>(*dim), &half_scratch, &float_scratch);
   }
 }
@@ -507,6 +669,7 @@ std::pair<int64_t, int64_t> DescriptorFile::ImageSize(const std::string& name) c
 void DescriptorFile::Write(const std::string& name, const float* descriptor, int dim, int width,
                            int height, DescriptorDtype dtype) {
   if (!IsWritable()) MEGALOC_THROW(InvalidArgument, path_ << ": opened read-only, cannot write '" << name << "'");
+  ThrowOnWriteError(file_path_, path_);
   const std::string problem = CheckName(name);
   if (!problem.empty()) MEGALOC_THROW(InvalidArgument, path_ << ": cannot write '" << name << "': " << problem);
   MEGALOC_CHECK_GT(dim, 0);
@@ -547,15 +710,18 @@ void DescriptorFile::Write(const std::string& name, const float* descriptor, int
                                        H5P_DEFAULT, size) >= 0;
     }
   }
-  if (!ok) {
+  const std::string write_error = internal::JournalWriteError(file_path_);
+  if (!ok || !write_error.empty()) {
     H5Ldelete(file_id_, name.c_str(), H5P_DEFAULT);  // as hloc: remove the partial group
-    MEGALOC_THROW(IoError, path_ << ": cannot write the descriptor of '" << name
-                                 << "' (disk full or file not writable?)");
+    MEGALOC_THROW(IoError, path_ << ": cannot write the descriptor of '" << name << "': "
+                                 << (write_error.empty() ? "disk full or file not writable?"
+                                                         : write_error + kKeepsLastCommit));
   }
 }
 
 void DescriptorFile::Delete(const std::string& name) {
   if (!IsWritable()) MEGALOC_THROW(InvalidArgument, path_ << ": opened read-only, cannot delete '" << name << "'");
+  ThrowOnWriteError(file_path_, path_);
   if (!CheckName(name).empty() || !LinkExists(file_id_, name)) return;
   if (H5Ldelete(file_id_, name.c_str(), H5P_DEFAULT) < 0) {
     MEGALOC_THROW(IoError, path_ << ": cannot delete '" << name << "'");
@@ -564,15 +730,19 @@ void DescriptorFile::Delete(const std::string& name) {
 
 void DescriptorFile::Flush() {
   if (!IsWritable()) return;
-  if (H5Fflush(file_id_, H5F_SCOPE_GLOBAL) < 0) {
-    MEGALOC_THROW(IoError, path_ << ": cannot flush the HDF5 file (disk full?)");
+  std::string write_error = internal::JournalWriteError(file_path_);
+  const bool flushed = write_error.empty() && H5Fflush(file_id_, H5F_SCOPE_GLOBAL) >= 0;
+  if (write_error.empty()) write_error = internal::JournalWriteError(file_path_);
+  if (!flushed || !write_error.empty()) {
+    MEGALOC_THROW(IoError, path_ << ": cannot flush the HDF5 file: "
+                                 << (write_error.empty() ? "disk full?" : write_error + kKeepsLastCommit));
   }
 }
 
 std::vector<std::string> DescriptorFile::RepairIncompleteGroups() {
   std::vector<std::string> removed;
   if (!IsWritable()) return removed;
-  for (const auto& [group, bits] : TakeInventory(file_id_, path_).groups) {
+  for (const auto& [group, bits] : CheckedInventory(file_id_, path_).groups) {
     if (((bits & 1u) != 0) != ((bits & 2u) != 0)) removed.push_back(group);
   }
   for (const std::string& group : removed) {
@@ -659,6 +829,7 @@ std::string DescriptorFile::GetAttribute(const std::string& key) const {
 
 void DescriptorFile::SetAttribute(const std::string& key, const std::string& value) {
   if (!IsWritable()) MEGALOC_THROW(InvalidArgument, path_ << ": opened read-only, cannot set attribute '" << key << "'");
+  ThrowOnWriteError(file_path_, path_);
   if (HasAttribute(key) && H5Adelete(file_id_, key.c_str()) < 0) {
     MEGALOC_THROW(IoError, path_ << ": cannot replace attribute '" << key << "'");
   }
@@ -685,7 +856,9 @@ void DescriptorFile::DeleteAttribute(const std::string& key) {
 std::map<std::string, std::string> DescriptorFile::Attributes() const {
   std::vector<std::string> keys;
   hsize_t index = 0;
-  H5Aiterate2(file_id_, H5_INDEX_NAME, H5_ITER_INC, &index, AttributeNameCallback, &keys);
+  if (H5Aiterate2(file_id_, H5_INDEX_NAME, H5_ITER_INC, &index, AttributeNameCallback, &keys) < 0) {
+    MEGALOC_THROW(FormatError, path_ << ": cannot list the attributes of the root group (corrupt file?)");
+  }
   std::map<std::string, std::string> out;
   for (const std::string& key : keys) out[key] = GetAttribute(key);
   return out;

@@ -34,6 +34,10 @@
 
 namespace megaloc {
 
+// The largest descriptor dimension read from a file (larger datasets are refused before anything
+// is allocated; MegaLoc's is 8448).
+constexpr int64_t kMaxDescriptorDim = int64_t{1} << 24;
+
 // Row-major float matrix (same type as DescriptorMatrix in megaloc/model/megaloc.h).
 using DescriptorBlock = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
@@ -69,8 +73,9 @@ class DescriptorFile {
     kCreate,  // read-write; truncates an existing file
   };
 
-  // Opens `path`. Throws IoError (missing file in kRead, unwritable location, directory) or
-  // FormatError (not an HDF5 file, truncated or corrupt HDF5 file), naming the file and the reason.
+  // Opens `path`. Throws IoError (missing file in kRead, unwritable location, directory, device,
+  // FIFO: writers apply CheckOutputFile, so a symbolic link is written through) or FormatError (not
+  // an HDF5 file, truncated or corrupt HDF5 file), naming the file and the reason.
   static std::unique_ptr<DescriptorFile> Open(const std::string& path, Mode mode);
 
   // Flushes (writers) and closes; never throws.
@@ -84,6 +89,9 @@ class DescriptorFile {
   // ---- names -------------------------------------------------------------------------------
   // hloc's `list_h5_names`: the parent group path (without leading '/') of every dataset in the
   // file, de-duplicated and sorted (byte order). A group is listed iff it holds >= 1 dataset.
+  // HDF5 soft, external and user-defined links, and a second hard link to an object (which hloc's
+  // listing, like HDF5's object visit, silently drops) are refused with FormatError naming the link
+  // (also by ListDescriptorNames and RepairIncompleteGroups).
   std::vector<std::string> ListNames() const;
   // The names whose group holds a `global_descriptor` dataset, sorted (one pass over the file;
   // use this rather than Has() per name on large files).
@@ -94,14 +102,16 @@ class DescriptorFile {
 
   // ---- reading -----------------------------------------------------------------------------
   // Dimension D and dtype of /<name>/global_descriptor. Throws FormatError naming the file and the
-  // image if the group or dataset is missing, or the dataset is not a 1-D float16/32/64 array.
+  // image if the group or dataset is missing, or the dataset is not a 1-D float16/32/64 array of
+  // 1 .. kMaxDescriptorDim elements (sizes from the file are checked before anything is allocated).
   int Dim(const std::string& name) const;
   DescriptorDtype Dtype(const std::string& name) const;
-  // The descriptor, float16 upcast exactly to float32.
+  // The descriptor, float16 upcast exactly to float32. Every read (also ReadBlock, ReadBlockHalf)
+  // refuses NaN and infinite values with FormatError naming the file and the image.
   Eigen::VectorXf Read(const std::string& name) const;
   // Rows [begin, end) of `names` into `out` ((end - begin) x D, row r = names[begin + r]). All
-  // descriptors must have the same D (FormatError naming the first one that differs). For streaming
-  // large files in blocks.
+  // descriptors must have the same D (FormatError naming the first one that differs and the image
+  // names[begin] it differs from). For streaming large files in blocks.
   void ReadBlock(const std::vector<std::string>& names, size_t begin, size_t end,
                  DescriptorBlock* out) const;
   // Same, as raw IEEE binary16 bit patterns, row-major (end - begin) x *dim (float32 datasets are
@@ -122,7 +132,9 @@ class DescriptorFile {
   // Removes the leaf group /<name> (and everything below it). No-op if absent.
   void Delete(const std::string& name);
   // Makes everything written so far durable and atomic (H5Fflush through the journaling driver, with
-  // fsync; see the header comment).
+  // fsync; see the header comment). A write error (disk full) is reported by the call that meets it
+  // (Write or Flush: IoError with the system's reason); the file then keeps its last completed
+  // Flush, and every later Write/Flush of this object fails the same way.
   void Flush();
   // Deletes groups that hold one of global_descriptor / image_size but not both (left by a crash
   // during a flush or by foreign tools). Returns their names. Called by Open(kAppend).
@@ -148,7 +160,8 @@ class DescriptorFile {
   void OpenHandle(bool create);
   void CloseHandle() noexcept;
 
-  std::string path_;
+  std::string path_;       // as given (messages)
+  std::string file_path_;  // the file itself (a symbolic link resolved): HDF5, journal, lock
   Mode mode_;
   int64_t file_id_ = -1;  // hid_t
   int64_t half_type_ = -1;  // hid_t of the h5py half type

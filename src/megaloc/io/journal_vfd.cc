@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -25,7 +26,9 @@ namespace {
 
 constexpr uint64_t kPageSize = 4096;
 [[maybe_unused]] constexpr int kDriverValue = 0x1a7;  // see MakeDriverClass
-constexpr char kJournalMagic[8] = {'M', 'G', 'L', 'J', 'R', 'N', 'L', '1'};
+// Version 2 journals carry the identity of their file (JournalIdentity); version 1 journals (no
+// identity) are treated as incomplete: never replayed, discarded by the next writer.
+constexpr char kJournalMagic[8] = {'M', 'G', 'L', 'J', 'R', 'N', 'L', '2'};
 constexpr char kCommitMagic[8] = {'C', 'O', 'M', 'M', 'I', 'T', 'T', 'D'};
 
 uint64_t Fnv1a(const unsigned char* data, size_t size) {
@@ -172,20 +175,114 @@ struct JournalFile {
   std::map<uint64_t, Page> overlay;
   dev_t device = 0;
   ino_t inode = 0;
+  // The first write error (e.g. "No space left on device"). From then on nothing reaches the disk:
+  // writes, flushes and the close succeed without effect, so HDF5 can still close the file (it
+  // crashes at exit when a close fails), and the file keeps its last commit, as after a kill.
+  // Writers learn about it through JournalWriteError().
+  bool failed = false;
 };
 
-// True if the journal is complete (magic, commit marker, checksum).
-bool ApplyJournalCheck(const std::string& journal) {
-  if (journal.size() < 24 + 16 || std::memcmp(journal.data(), kJournalMagic, 8) != 0 ||
-      std::memcmp(journal.data() + journal.size() - 8, kCommitMagic, 8) != 0) {
-    return false;
-  }
-  const size_t body = journal.size() - 16;
-  return ReadU64(journal, body) == Fnv1a(reinterpret_cast<const unsigned char*>(journal.data()), body);
+// JournalWriteError() registry: path -> first write error of its current writer.
+std::mutex& ErrorMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+std::map<std::string, std::string>& WriteErrors() {
+  static std::map<std::string, std::string> errors;
+  return errors;
 }
 
-// Applies a complete journal; returns false if it is incomplete or corrupt.
-bool ApplyJournal(const std::string& journal, int fd) {
+// Records the first write error of `f` (errno describes it); returns false.
+bool Fail(JournalFile* f, const char* what) {
+  const std::string reason = std::string(what) + ": " + std::strerror(errno != 0 ? errno : EIO);
+  if (!f->failed) {
+    f->failed = true;
+    std::lock_guard<std::mutex> lock(ErrorMutex());
+    WriteErrors().emplace(f->path, reason);
+  }
+  return false;
+}
+
+// The identity of a file a journal belongs to: device and inode, the file's size when the journal
+// was written and after its replay (the only two sizes the file can have while the journal is
+// pending), and a checksum of up to 16 pages that the replay does not change (pages below both sizes
+// that are not in the journal). A journal whose identity does not match the file (the file was
+// replaced or copied over since) is never applied.
+struct JournalIdentity {
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  uint64_t size_before = 0;
+  std::vector<uint64_t> pages;  // sampled page indices
+  uint64_t pages_hash = 0;
+};
+
+constexpr size_t kMaxSampledPages = 16;
+
+bool HashPages(int fd, const std::vector<uint64_t>& pages, uint64_t* hash) {
+  std::string data;
+  unsigned char page[kPageSize];
+  for (uint64_t index : pages) {
+    if (!ReadAll(fd, page, kPageSize, index * kPageSize)) return false;
+    data.append(reinterpret_cast<const char*>(page), kPageSize);
+  }
+  *hash = Fnv1a(reinterpret_cast<const unsigned char*>(data.data()), data.size());
+  return true;
+}
+
+// Identity of the file behind `fd` for a journal holding `overlay` and `final_size`.
+bool MakeIdentity(int fd, const std::map<uint64_t, Page>& overlay, uint64_t final_size,
+                  JournalIdentity* identity) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  identity->device = static_cast<uint64_t>(st.st_dev);
+  identity->inode = static_cast<uint64_t>(st.st_ino);
+  identity->size_before = static_cast<uint64_t>(st.st_size);
+  const uint64_t stable_pages = std::min<uint64_t>(identity->size_before, final_size) / kPageSize;
+  std::vector<uint64_t> candidates;
+  for (uint64_t index = 0; index < stable_pages && candidates.size() < kMaxSampledPages / 2; ++index) {
+    if (!overlay.count(index)) candidates.push_back(index);
+  }
+  std::vector<uint64_t> tail;
+  for (uint64_t index = stable_pages; index > 0 && tail.size() < kMaxSampledPages / 2; --index) {
+    const uint64_t page = index - 1;
+    if (!candidates.empty() && page <= candidates.back()) break;
+    if (!overlay.count(page)) tail.push_back(page);
+  }
+  candidates.insert(candidates.end(), tail.rbegin(), tail.rend());
+  identity->pages = candidates;
+  return HashPages(fd, identity->pages, &identity->pages_hash);
+}
+
+// True if the journal with `identity` and `final_size` belongs to the file behind `fd`.
+bool IdentityMatches(int fd, const JournalIdentity& identity, uint64_t final_size) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  if (static_cast<uint64_t>(st.st_dev) != identity.device ||
+      static_cast<uint64_t>(st.st_ino) != identity.inode) {
+    return false;
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size != identity.size_before && size != final_size) return false;
+  uint64_t hash = 0;
+  return HashPages(fd, identity.pages, &hash) && hash == identity.pages_hash;
+}
+
+// A complete journal, parsed (the page data stays in the journal text).
+struct ParsedJournal {
+  uint64_t final_size = 0;
+  JournalIdentity identity;
+  struct PageRef {
+    uint64_t address;
+    uint64_t length;
+    size_t offset;  // of the data in the journal text
+  };
+  std::vector<PageRef> pages;
+};
+
+// Layout: magic(8) final_size(8) num_pages(8) device(8) inode(8) size_before(8) num_sampled(8)
+// sampled_index(8)*num_sampled sampled_hash(8) {address(8) length(8) data(length)}*num_pages
+// checksum(8, FNV-1a of everything before) "COMMITTD".
+bool ParseJournal(const std::string& journal, ParsedJournal* out) {
   if (journal.size() < 24 + 16 || std::memcmp(journal.data(), kJournalMagic, 8) != 0 ||
       std::memcmp(journal.data() + journal.size() - 8, kCommitMagic, 8) != 0) {
     return false;
@@ -194,46 +291,107 @@ bool ApplyJournal(const std::string& journal, int fd) {
   if (ReadU64(journal, body) != Fnv1a(reinterpret_cast<const unsigned char*>(journal.data()), body)) {
     return false;
   }
-  const uint64_t final_size = ReadU64(journal, 8);
+  out->final_size = ReadU64(journal, 8);
   const uint64_t num_pages = ReadU64(journal, 16);
   size_t offset = 24;
+  if (offset + 32 > body) return false;
+  out->identity.device = ReadU64(journal, offset);
+  out->identity.inode = ReadU64(journal, offset + 8);
+  out->identity.size_before = ReadU64(journal, offset + 16);
+  const uint64_t num_sampled = ReadU64(journal, offset + 24);
+  offset += 32;
+  if (num_sampled > kMaxSampledPages || offset + 8 * (num_sampled + 1) > body) return false;
+  for (uint64_t i = 0; i < num_sampled; ++i, offset += 8) {
+    out->identity.pages.push_back(ReadU64(journal, offset));
+  }
+  out->identity.pages_hash = ReadU64(journal, offset);
+  offset += 8;
   for (uint64_t i = 0; i < num_pages; ++i) {
     if (offset + 16 > body) return false;
     const uint64_t address = ReadU64(journal, offset);
     const uint64_t length = ReadU64(journal, offset + 8);
     offset += 16;
-    if (offset + length > body) return false;
-    if (!WriteAll(fd, journal.data() + offset, length, address)) {
-      MEGALOC_THROW(IoError, "cannot apply the journal (disk full or file not writable?)");
-    }
+    if (length > body - offset) return false;
+    out->pages.push_back({address, length, offset});
     offset += length;
   }
-  if (ftruncate(fd, static_cast<off_t>(final_size)) != 0 || fsync(fd) != 0) {
-    MEGALOC_THROW(IoError, "cannot apply the journal (disk full or file not writable?)");
+  return true;
+}
+
+// Applies a parsed journal to `fd`. Throws IoError (with the system's reason) if a write fails.
+void ApplyJournal(const std::string& journal, const ParsedJournal& parsed, int fd) {
+  for (const ParsedJournal::PageRef& page : parsed.pages) {
+    if (!WriteAll(fd, journal.data() + page.offset, page.length, page.address)) {
+      MEGALOC_THROW(IoError, "cannot apply the journal: " << std::strerror(errno));
+    }
   }
+  if (ftruncate(fd, static_cast<off_t>(parsed.final_size)) != 0 || fsync(fd) != 0) {
+    MEGALOC_THROW(IoError, "cannot apply the journal: " << std::strerror(errno));
+  }
+}
+
+// Replays or discards `<path>.journal`; the caller holds the exclusive lock on `fd` (the file,
+// opened read-write if `writable`). Returns true if a journal was applied.
+bool RecoverLocked(int fd, bool writable, const std::string& path, bool discard_incomplete) {
+  const std::string journal_path = JournalPath(path);
+  if (!FileExists(journal_path)) return false;
+  std::string journal;
+  try {
+    journal = ReadFileToString(journal_path);
+  } catch (const IoError&) {
+    return false;
+  }
+  ParsedJournal parsed;
+  const bool complete = ParseJournal(journal, &parsed);
+  // A complete journal of another file (this one was replaced or copied over since) is as useless
+  // as an incomplete one: never applied.
+  if (!complete || !IdentityMatches(fd, parsed.identity, parsed.final_size)) {
+    if (discard_incomplete) unlink(journal_path.c_str());
+    return false;
+  }
+  if (!writable) {
+    MEGALOC_THROW(IoError, path << ": an interrupted write left " << journal_path
+                                << ", but the file cannot be opened for writing to finish it");
+  }
+  try {
+    ApplyJournal(journal, parsed, fd);
+  } catch (const IoError& e) {
+    MEGALOC_THROW(IoError, path << ": " << e.what());
+  }
+  unlink(journal_path.c_str());
   return true;
 }
 
 // Makes the overlay and the logical size durable (see the header).
 bool Commit(JournalFile* f) {
-  if (!f->writable || f->fd < 0) return true;
+  if (!f->writable || f->fd < 0 || f->failed) return true;
   struct stat st;
-  if (fstat(f->fd, &st) != 0) return false;
+  if (fstat(f->fd, &st) != 0) return Fail(f, "cannot commit");
   const uint64_t actual = static_cast<uint64_t>(st.st_size);
   const uint64_t final_size = f->eof;
   if (f->overlay.empty() && final_size >= actual) {
     // Only fresh space changed: nothing committed is overwritten.
-    if (final_size > actual && ftruncate(f->fd, static_cast<off_t>(final_size)) != 0) return false;
-    if (fdatasync(f->fd) != 0) return false;
+    if (final_size > actual && ftruncate(f->fd, static_cast<off_t>(final_size)) != 0) {
+      return Fail(f, "cannot extend the file");
+    }
+    if (fdatasync(f->fd) != 0) return Fail(f, "cannot sync the file");
     f->committed_size = final_size;
     return true;
   }
   // 1. New raw data and metadata in fresh space must be durable before anything points to it.
-  if (fdatasync(f->fd) != 0) return false;
-  // 2. The redo journal.
+  if (fdatasync(f->fd) != 0) return Fail(f, "cannot sync the file");
+  // 2. The redo journal, tied to this file.
+  JournalIdentity identity;
+  if (!MakeIdentity(f->fd, f->overlay, final_size, &identity)) return Fail(f, "cannot read the file");
   std::string journal(kJournalMagic, 8);
   AppendU64(&journal, final_size);
   AppendU64(&journal, f->overlay.size());
+  AppendU64(&journal, identity.device);
+  AppendU64(&journal, identity.inode);
+  AppendU64(&journal, identity.size_before);
+  AppendU64(&journal, identity.pages.size());
+  for (uint64_t index : identity.pages) AppendU64(&journal, index);
+  AppendU64(&journal, identity.pages_hash);
   for (const auto& [index, page] : f->overlay) {
     AppendU64(&journal, index * kPageSize);
     AppendU64(&journal, page.valid);
@@ -243,22 +401,29 @@ bool Commit(JournalFile* f) {
   journal.append(kCommitMagic, 8);
   const std::string journal_path = JournalPath(f->path);
   const int jfd = open(journal_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (jfd < 0) return false;
+  if (jfd < 0) return Fail(f, "cannot create the journal");
   const bool written = WriteAll(jfd, journal.data(), journal.size(), 0) && fsync(jfd) == 0;
+  const int write_error = errno;
   close(jfd);
   if (!written) {
     unlink(journal_path.c_str());
-    return false;
+    errno = write_error;
+    return Fail(f, "cannot write the journal");
   }
   SyncDirectoryOf(journal_path);
   // Test hook: die between the journal and its application (tests/io replay test).
   const char* crash_hook = std::getenv("MEGALOC_TEST_CRASH_AFTER_JOURNAL");
   if (crash_hook != nullptr && std::strcmp(crash_hook, "1") == 0) raise(SIGKILL);
   // 3. Apply, 4. forget the journal.
+  // (A failure from here on leaves the complete journal: the next open replays it.)
   for (const auto& [index, page] : f->overlay) {
-    if (!WriteAll(f->fd, page.data, page.valid, index * kPageSize)) return false;
+    if (!WriteAll(f->fd, page.data, page.valid, index * kPageSize)) {
+      return Fail(f, "cannot apply the journal");
+    }
   }
-  if (ftruncate(f->fd, static_cast<off_t>(final_size)) != 0 || fdatasync(f->fd) != 0) return false;
+  if (ftruncate(f->fd, static_cast<off_t>(final_size)) != 0 || fdatasync(f->fd) != 0) {
+    return Fail(f, "cannot apply the journal");
+  }
   unlink(journal_path.c_str());
   f->overlay.clear();
   f->committed_size = final_size;
@@ -286,12 +451,14 @@ H5FD_t* DriverOpen(const char* name, unsigned flags, hid_t, haddr_t maxaddr) {
       if (flags & H5F_ACC_TRUNC) {
         unlink(JournalPath(name).c_str());
       } else {
-        RecoverJournal(name, /*discard_incomplete=*/true);
+        RecoverLocked(fd, /*writable=*/true, name, /*discard_incomplete=*/true);
       }
     } catch (const std::exception&) {
       close(fd);
       return nullptr;
     }
+    std::lock_guard<std::mutex> lock(ErrorMutex());
+    WriteErrors().erase(name);  // a new writer starts without errors
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
@@ -316,10 +483,13 @@ H5FD_t* DriverOpen(const char* name, unsigned flags, hid_t, haddr_t maxaddr) {
 
 herr_t DriverClose(H5FD_t* file) {
   auto* f = reinterpret_cast<JournalFile*>(file);
-  const bool ok = Commit(f);
+  // A failed commit is recorded (JournalWriteError) but not returned: HDF5 frees its file object
+  // even when the driver's close fails, yet keeps the file id, and closes it again in
+  // H5_term_library (a crash at exit). The file keeps its last commit.
+  Commit(f);
   close(f->fd);
   delete f;
-  return ok ? 0 : -1;
+  return 0;
 }
 
 int DriverCmp(const H5FD_t* a, const H5FD_t* b) {
@@ -402,6 +572,7 @@ herr_t DriverRead(H5FD_t* file, H5FD_mem_t, hid_t, haddr_t addr, size_t size, vo
 herr_t DriverWrite(H5FD_t* file, H5FD_mem_t, hid_t, haddr_t addr, size_t size, const void* buffer) {
   auto* f = reinterpret_cast<JournalFile*>(file);
   if (addr == HADDR_UNDEF || !f->writable) return -1;
+  if (f->failed) return 0;  // dropped: see JournalFile::failed
   const auto* in = static_cast<const unsigned char*>(buffer);
   std::vector<unsigned char> superblock;
   if (addr == 0 && size >= 12) {  // never let "open for writing" flags reach the disk
@@ -421,20 +592,31 @@ herr_t DriverWrite(H5FD_t* file, H5FD_mem_t, hid_t, haddr_t addr, size_t size, c
     if (it == f->overlay.end()) {
       it = f->overlay.emplace(index, Page()).first;
       Page& page = it->second;
-      if (!ReadAll(f->fd, page.data, kPageSize, index * kPageSize)) return -1;
+      if (!ReadAll(f->fd, page.data, kPageSize, index * kPageSize)) {
+        f->overlay.erase(it);
+        Fail(f, "cannot read the file");
+        return -1;
+      }
       page.valid = std::min<uint64_t>(kPageSize, f->committed_size - index * kPageSize);
     }
     std::memcpy(it->second.data + in_page, in + (pos - addr), n);
     it->second.valid = std::max<uint64_t>(it->second.valid, in_page + n);
     pos += n;
   }
-  if (pos < end && !WriteAll(f->fd, in + (pos - addr), end - pos, pos)) return -1;
+  if (pos < end && !WriteAll(f->fd, in + (pos - addr), end - pos, pos)) {
+    Fail(f, "cannot write");
+    return -1;
+  }
   f->eof = std::max<haddr_t>(f->eof, end);
   return 0;
 }
 
 herr_t DriverFlush(H5FD_t* file, hid_t, hbool_t) {
-  return Commit(reinterpret_cast<JournalFile*>(file)) ? 0 : -1;
+  // The first failure is returned (H5Fflush fails); later calls succeed without effect (see
+  // JournalFile::failed), so a close after it does not fail.
+  auto* f = reinterpret_cast<JournalFile*>(file);
+  if (f->failed) return 0;
+  return Commit(f) ? 0 : -1;
 }
 
 herr_t DriverTruncate(H5FD_t* file, hid_t, hbool_t) {
@@ -505,31 +687,38 @@ void SetJournalDriver(int64_t fapl) {
 }
 
 bool RecoverJournal(const std::string& path, bool discard_incomplete) {
-  const std::string journal_path = JournalPath(path);
-  if (!FileExists(journal_path)) return false;
-  std::string journal;
-  try {
-    journal = ReadFileToString(journal_path);
-  } catch (const IoError&) {
-    return false;
+  if (!FileExists(JournalPath(path))) return false;
+  bool writable = true;
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
+    writable = false;
+    fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   }
-  if (!discard_incomplete && !ApplyJournalCheck(journal)) return false;
-  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) {
-    MEGALOC_THROW(IoError, path << ": an interrupted write left " << journal_path
-                                << ", but the file cannot be opened for writing to finish it: "
+    MEGALOC_THROW(IoError, path << ": an interrupted write left " << JournalPath(path)
+                                << ", but the file cannot be opened to finish it: "
                                 << std::strerror(errno));
+  }
+  // Never touch a journal a live writer owns: it may be applying it right now.
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0 && !LockingUnsupported(errno)) {
+    close(fd);
+    return false;
   }
   bool applied = false;
   try {
-    applied = ApplyJournal(journal, fd);
-  } catch (const IoError& e) {
+    applied = RecoverLocked(fd, writable, path, discard_incomplete);
+  } catch (...) {
     close(fd);
-    MEGALOC_THROW(IoError, path << ": " << e.what());
+    throw;
   }
-  close(fd);
-  if (applied || discard_incomplete) unlink(journal_path.c_str());
+  close(fd);  // releases the lock
   return applied;
+}
+
+std::string JournalWriteError(const std::string& path) {
+  std::lock_guard<std::mutex> lock(ErrorMutex());
+  const auto it = WriteErrors().find(path);
+  return it == WriteErrors().end() ? std::string() : it->second;
 }
 
 }  // namespace internal

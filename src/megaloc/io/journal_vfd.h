@@ -13,7 +13,9 @@
 //    applies the pages to the file, sets its size, syncs, and deletes the journal.
 // A kill before the journal is complete leaves the committed file untouched (the partial journal is
 // discarded on the next open); a kill after it is complete is repaired by replaying it on the next
-// open (any mode).
+// open (any mode, but only under the file's exclusive lock, never while another writer is live, and
+// only if the journal belongs to the file: RecoverJournal). A write error (disk full) stops the
+// writer as a kill would: the file keeps its last commit (JournalWriteError).
 //
 // Superblock v3 files (h5py/hloc with libver="latest") carry "file open for writing" flags that
 // HDF5 sets for the whole time a writer has the file open; a writer killed with them set makes the
@@ -39,11 +41,23 @@ void SetJournalDriver(int64_t fapl);
 // Path of the journal of `path`.
 std::string JournalPath(const std::string& path);
 
-// If `<path>.journal` exists: replays it when complete and deletes it (returns true); an
-// incomplete one (a kill while it was being written) is deleted if `discard_incomplete` (writers
-// holding the file lock), else left alone. Throws IoError if the replay fails (e.g. the file is
-// read-only).
+// If `<path>.journal` exists and no writer holds the file's lock: replays it when it is complete and
+// belongs to this file (see below), then deletes it (returns true). An incomplete journal (a kill
+// while it was being written), or one of another file, is deleted if `discard_incomplete`, else left
+// alone. While a writer holds the lock nothing is touched (returns false): the journal is its own.
+// Throws IoError if a replay is needed but fails (e.g. the file is read-only, or the disk is full).
+//
+// A journal records the identity of its file (device, inode, the file's size before and after the
+// replay, a checksum of pages the replay does not change); a journal that does not match the file
+// (the file was replaced, or another file was copied to its name, after the writer was killed) is
+// never applied.
 bool RecoverJournal(const std::string& path, bool discard_incomplete);
+
+// The first write error (e.g. "cannot write: No space left on device") of the writer of `path`
+// opened last in this process, or "" if none. After such an error the driver drops every further
+// write and commit of that writer (the file keeps its last commit, as after a kill, and HDF5 can
+// still close it), so writers must check this after writing and flushing.
+std::string JournalWriteError(const std::string& path);
 
 }  // namespace internal
 }  // namespace megaloc

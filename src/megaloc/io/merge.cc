@@ -1,10 +1,18 @@
 #include "megaloc/io/merge.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
 
 #include "megaloc/io/descriptor_store.h"
+#include "megaloc/io/journal_vfd.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/timer.h"
@@ -12,13 +20,41 @@
 namespace megaloc {
 namespace {
 
-bool SamePath(const std::string& a, const std::string& b) {
-  std::error_code ec;
-  if (std::filesystem::exists(a, ec) && std::filesystem::exists(b, ec)) {
-    return std::filesystem::equivalent(a, b, ec);
+// Removes the temporary output (and a journal left by a failed commit) unless released.
+class TemporaryOutput {
+ public:
+  explicit TemporaryOutput(std::string path) : path_(std::move(path)) {}
+  ~TemporaryOutput() {
+    if (path_.empty()) return;
+    std::remove(path_.c_str());
+    std::remove((path_ + ".journal").c_str());
   }
-  return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
-}
+  void Release() { path_.clear(); }
+
+ private:
+  std::string path_;
+};
+
+// An exclusive lock on an existing output for the whole merge (no other writer may change it
+// between the copy and the rename); -1 if the output does not exist.
+class OutputLock {
+ public:
+  explicit OutputLock(const std::string& path) {
+    fd_ = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ >= 0 && flock(fd_, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+      close(fd_);
+      MEGALOC_THROW(IoError, path << ": cannot merge into the file: it is being written by another process");
+    }
+  }
+  ~OutputLock() {
+    if (fd_ >= 0) close(fd_);
+  }
+  OutputLock(const OutputLock&) = delete;
+  OutputLock& operator=(const OutputLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 struct Source {
   std::string path;
@@ -32,6 +68,12 @@ const char* const kCheckedAttributes[] = {kAttrDescriptorDim, kAttrWeightsSha256
                                           kAttrPreprocessing, kAttrDtype, kAttrModel,
                                           kAttrPrecision};
 
+// Writes every image owned by an input (not the output) and the attributes into `temp`.
+void WriteMerged(const std::vector<Source>& sources, const std::map<std::string, size_t>& owner, int dim,
+                 bool all_have_attributes,
+                 const std::map<std::string, std::pair<std::string, std::string>>& reference,
+                 const std::string& temp, MergeStats* stats);
+
 }  // namespace
 
 MergeStats MergeDescriptorFiles(const std::vector<std::string>& input_paths,
@@ -40,11 +82,10 @@ MergeStats MergeDescriptorFiles(const std::vector<std::string>& input_paths,
   MEGALOC_CHECK_MSG(!output_path.empty(), "merge: no output file");
   MergeStats stats;
   stats.num_inputs = input_paths.size();
+  // The output must be a regular file (or missing) and none of the inputs (same inode).
+  const std::string target = CheckOutputFile(output_path, input_paths);
   std::vector<Source> sources;
   for (const std::string& path : input_paths) {
-    if (SamePath(path, output_path)) {
-      MEGALOC_THROW(InvalidArgument, path << ": an input cannot also be the output");
-    }
     Source source;
     source.path = path;
     source.file = DescriptorFile::Open(path, DescriptorFile::Mode::kRead);
@@ -81,14 +122,18 @@ MergeStats MergeDescriptorFiles(const std::vector<std::string>& input_paths,
                                                    << ref->second.first << "')");
       }
     }
-    const int source_dim = source.file->Dim(source.names.front());
-    if (dim == 0) {
-      dim = source_dim;
-      dim_file = source.path;
-    } else if (source_dim != dim) {
-      MEGALOC_THROW(FormatError, "cannot merge " << source.path << " and " << dim_file
-                                                 << ": descriptor dimension " << source_dim
-                                                 << " vs. " << dim);
+    // Every image (not only the first of each file): dimension and image size readable.
+    for (const std::string& name : source.names) {
+      const int source_dim = source.file->Dim(name);
+      if (dim == 0) {
+        dim = source_dim;
+        dim_file = source.path + " ('" + name + "')";
+      } else if (source_dim != dim) {
+        MEGALOC_THROW(FormatError, "cannot merge: image '" << name << "' in " << source.path
+                                                           << " has descriptor dimension " << source_dim
+                                                           << ", but " << dim << " in " << dim_file);
+      }
+      source.file->ImageSize(name);
     }
   }
 
@@ -120,18 +165,54 @@ MergeStats MergeDescriptorFiles(const std::vector<std::string>& input_paths,
     }
   }
 
-  // Write (the output's own handle must be closed first: one writer, no reader).
-  const size_t slash = output_path.rfind('/');
-  if (slash != std::string::npos && slash > 0) CreateDirectories(output_path.substr(0, slash));
+  // Write into a temporary copy of the output, renamed over it at the end: a merge that fails at any
+  // point (a NaN descriptor, a full disk) leaves the output as it was, or absent.
+  const size_t slash = target.rfind('/');
+  if (slash != std::string::npos && slash > 0) CreateDirectories(target.substr(0, slash));
   const bool output_had_content = !sources.empty() && sources.back().is_output;
-  if (output_had_content) sources.back().file.reset();
-  auto output = DescriptorFile::Open(output_path, DescriptorFile::Mode::kAppend);
+  if (output_had_content) sources.back().file.reset();  // its read lock would block OutputLock
+  OutputLock output_lock(target);
+  const std::string temp = target + ".merging";
+  TemporaryOutput temp_guard(temp);
+  std::remove((temp + ".journal").c_str());
+  if (FileExists(target)) {
+    std::error_code ec;
+    std::filesystem::copy_file(target, temp, std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) MEGALOC_THROW(IoError, output_path << ": cannot copy it to " << temp << ": " << ec.message());
+  } else {
+    std::remove(temp.c_str());
+  }
+  try {
+    WriteMerged(sources, owner, dim, all_have_attributes, reference, temp, &stats);
+  } catch (const IoError& e) {
+    const std::string reason = internal::JournalWriteError(temp);
+    MEGALOC_THROW(IoError, "cannot merge into " << output_path << " (left unchanged): "
+                                                << (reason.empty() ? e.what() : reason));
+  }
+  if (std::rename(temp.c_str(), target.c_str()) != 0) {
+    MEGALOC_THROW(IoError, output_path << ": cannot rename " << temp << " into place: " << std::strerror(errno));
+  }
+  temp_guard.Release();
+  return stats;
+}
+
+namespace {
+
+void WriteMerged(const std::vector<Source>& sources, const std::map<std::string, size_t>& owner, int dim,
+                 bool all_have_attributes,
+                 const std::map<std::string, std::pair<std::string, std::string>>& reference,
+                 const std::string& temp, MergeStats* stats_out) {
+  MergeStats& stats = *stats_out;
+  auto output = DescriptorFile::Open(temp, DescriptorFile::Mode::kAppend);
   size_t since_flush = 0;
   for (const auto& [name, s] : owner) {
     const Source& source = sources[s];
     if (source.is_output) continue;
     const Eigen::VectorXf descriptor = source.file->Read(name);
     const auto size = source.file->ImageSize(name);
+    if (descriptor.size() != dim) {  // checked above; the file may have changed since
+      MEGALOC_THROW(FormatError, source.path << ": image '" << name << "' changed while merging");
+    }
     output->Write(name, descriptor.data(), static_cast<int>(descriptor.size()),
                   static_cast<int>(size.first), static_cast<int>(size.second),
                   source.file->Dtype(name));
@@ -149,7 +230,8 @@ MergeStats MergeDescriptorFiles(const std::vector<std::string>& input_paths,
     for (const auto& [key, value] : output->Attributes()) output->DeleteAttribute(key);
   }
   output->Flush();
-  return stats;
 }
+
+}  // namespace
 
 }  // namespace megaloc

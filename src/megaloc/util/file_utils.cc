@@ -1,8 +1,13 @@
 #include "megaloc/util/file_utils.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -44,16 +49,111 @@ std::string ReadFileToString(const std::string& path) {
 }
 
 void WriteFileAtomically(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
-    if (!file) MEGALOC_THROW(IoError, tmp << ": cannot create file");
-    file.write(content.data(), static_cast<std::streamsize>(content.size()));
-    file.flush();
-    if (!file) MEGALOC_THROW(IoError, tmp << ": write failed");
+  const std::string target = CheckOutputFile(path);
+  const std::string tmp = target + ".tmp";
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) MEGALOC_THROW(IoError, tmp << ": cannot create file: " << std::strerror(errno));
+  const char* data = content.data();
+  size_t left = content.size();
+  int error = 0;
+  while (left > 0) {
+    const ssize_t n = write(fd, data, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      error = n < 0 ? errno : ENOSPC;
+      break;
+    }
+    data += n;
+    left -= static_cast<size_t>(n);
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    MEGALOC_THROW(IoError, path << ": cannot rename " << tmp << " into place");
+  // fsync: a full disk may only show here (delayed allocation), and the rename must not reach the
+  // disk before the data.
+  if (error == 0 && fsync(fd) != 0) error = errno;
+  if (close(fd) != 0 && error == 0) error = errno;
+  if (error != 0) {
+    unlink(tmp.c_str());
+    MEGALOC_THROW(IoError, path << ": cannot write " << tmp << ": " << std::strerror(error));
+  }
+  if (std::rename(tmp.c_str(), target.c_str()) != 0) {
+    error = errno;
+    unlink(tmp.c_str());
+    MEGALOC_THROW(IoError, path << ": cannot rename " << tmp << " into place: " << std::strerror(error));
+  }
+}
+
+namespace {
+
+std::string DescribeFileType(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+std::string ParentOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// The file a chain of symbolic links ends at (the last, missing, name for a dangling link).
+std::string FollowLinks(const std::string& path) {
+  std::string current = path;
+  for (int hop = 0; hop < 40; ++hop) {
+    struct stat st;
+    if (lstat(current.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return current;
+    std::vector<char> buffer(PATH_MAX + 1);
+    const ssize_t n = readlink(current.c_str(), buffer.data(), PATH_MAX);
+    if (n < 0) return current;
+    const std::string target(buffer.data(), static_cast<size_t>(n));
+    current = (!target.empty() && target[0] == '/') ? target : JoinPaths(ParentOf(current), target);
+  }
+  MEGALOC_THROW(IoError, path << ": cannot write the output: too many levels of symbolic links");
+}
+
+}  // namespace
+
+std::string CheckOutputFile(const std::string& path, const std::vector<std::string>& inputs) {
+  if (path.empty()) MEGALOC_THROW(InvalidArgument, "an output path is empty");
+  struct stat st;
+  const bool exists = stat(path.c_str(), &st) == 0;  // follows symbolic links
+  if (exists && !S_ISREG(st.st_mode)) {
+    struct stat link;
+    const bool is_link = lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode);
+    MEGALOC_THROW(IoError, path << ": cannot write the output: " << (is_link ? "links to " : "is ")
+                                << DescribeFileType(st.st_mode)
+                                << "; megaloc writes outputs as regular files only (give a file "
+                                   "path)");
+  }
+  if (exists) {
+    for (const std::string& input : inputs) {
+      struct stat in;
+      if (input.empty() || stat(input.c_str(), &in) != 0) continue;
+      if (in.st_dev == st.st_dev && in.st_ino == st.st_ino) {
+        MEGALOC_THROW(InvalidArgument, path << ": the output is the same file as the input "
+                                            << input << "; refusing to overwrite an input");
+      }
+    }
+  }
+  return FollowLinks(path);
+}
+
+void CheckOutputFiles(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs) {
+  std::vector<std::pair<std::string, std::string>> seen;  // (output, where it is written)
+  for (const std::string& output : outputs) {
+    if (output.empty()) continue;
+    const std::string target = CheckOutputFile(output, inputs);
+    std::error_code ec;
+    const std::string canonical = fs::weakly_canonical(target, ec).string();
+    for (const auto& [other, other_canonical] : seen) {
+      if (!ec && canonical == other_canonical) {
+        MEGALOC_THROW(InvalidArgument, output << ": the same file is given for two outputs (" << other
+                                              << " and " << output << ")");
+      }
+    }
+    seen.emplace_back(output, ec ? target : canonical);
   }
 }
 

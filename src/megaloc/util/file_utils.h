@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace megaloc {
 
@@ -10,8 +11,26 @@ bool DirectoryExists(const std::string& path);
 void CreateDirectories(const std::string& path);
 // Whole file as bytes; throws IoError naming the file.
 std::string ReadFileToString(const std::string& path);
-// Writes to path.tmp, flushes and renames over path, so readers never see a partial file.
+// Writes to <target>.tmp, syncs it and renames it over <target>, so readers never see a partial
+// file; <target> is CheckOutputFile(path) (a symbolic link is written through). Throws IoError
+// naming the file and the system's reason (e.g. "No space left on device"); the .tmp is removed.
 void WriteFileAtomically(const std::string& path, const std::string& content);
+
+// ---- outputs ------------------------------------------------------------------------------------
+// One policy for every file megaloc writes (all commands; docs/formats.md "Output files"):
+//  * an existing output must be a regular file: a directory, a device (e.g. /dev/null), a FIFO or a
+//    socket is refused with IoError (outputs are replaced atomically, which would turn a device
+//    into a plain file, or would not reach a pipe reader);
+//  * a symbolic link is followed: the file it points to is replaced and the link stays (a dangling
+//    link creates its target); a link to a non-regular file is refused like the file itself;
+//  * an output that is the same file as one of `inputs` (same device and inode: also through hard
+//    or symbolic links) is refused with InvalidArgument, before anything is written.
+// Empty entries of `inputs` are ignored. Returns the path to write: `path`, or the file a symbolic
+// link points to.
+std::string CheckOutputFile(const std::string& path, const std::vector<std::string>& inputs = {});
+// CheckOutputFile for each non-empty output of one command; also refuses two outputs that are the
+// same file (InvalidArgument).
+void CheckOutputFiles(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs);
 // Joins with a single '/'.
 std::string JoinPaths(const std::string& a, const std::string& b);
 // A fresh directory under the system temp dir (for tests and scratch work).
