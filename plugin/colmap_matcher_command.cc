@@ -131,6 +131,14 @@ int RunColmapMatcher(int argc, char** argv) {
     options.colmap_extra_args = SplitWhitespace(extra_args);
     if (!options.Check()) MEGALOC_THROW(InvalidArgument, "invalid options (see the message above)");
 
+    // Outputs: regular files (or new), never an input: megaloc never writes the database.
+    const std::string pairs_path =
+        options.pairs_path.empty() ? DefaultPairsPath(options.database_path) : options.pairs_path;
+    CheckOutputFiles({pairs_path,
+                      options.log_path.empty() ? pairs_path + ".matches_importer.log" : options.log_path,
+                      options.descriptors_path.empty() ? DefaultDescriptorsPath(options.database_path)
+                                                       : options.descriptors_path},
+                     {options.database_path, options.model.weights_path});
     const ColmapMatcherStats stats = MatchColmapDatabase(options);
 
     std::cout << "Database:          " << options.database_path << " (" << stats.schema << ")\n"

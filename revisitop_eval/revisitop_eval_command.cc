@@ -69,6 +69,12 @@ int RunRevisitopEval(int argc, char** argv) {
   if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
 
   return RunCommandGuarded([&]() -> int {
+    // Outputs: regular files (or new), never an input; symbolic links are written through.
+    CheckOutputFiles({output_path, options.ranks_output_path, options.descriptors_path},
+                     {options.gnd_path, ranks_path, options.weights_path});
+    if (!options.ranks_output_path.empty()) {
+      options.ranks_output_path = CheckOutputFile(options.ranks_output_path);
+    }
     RevisitopReport report;
     if (!ranks_path.empty()) {
       if (ranks_layout != "db_by_q" && ranks_layout != "q_by_db") {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "megaloc/model/megaloc.h"
+#include "megaloc/util/file_utils.h"
 #include "tools/commands/commands.h"
 #include "tools/option_manager.h"
 
@@ -58,9 +59,11 @@ int RunConvertWeights(int argc, char** argv) {
       options, argc, argv, &vm);
   if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
   return RunCommandGuarded([&] {
+    // A regular file (or new), never the input; a symbolic link is written through.
+    const std::string target = CheckOutputFile(output_path, {input_path});
     std::string input_format;
     const ModelInfo info =
-        ConvertCheckpointToSafetensors(input_path, output_path, num_heads, &input_format);
+        ConvertCheckpointToSafetensors(input_path, target, num_heads, &input_format);
     std::cout << "Converted " << input_path << " (" << input_format << ") -> " << output_path
               << "\n";
     PrintInfo(info, output_path);

@@ -143,8 +143,12 @@ int RunExtract(int argc, char** argv) {
                     "the official MegaLoc weights from "
                         << kOfficialWeightsUrl << " to ~/.cache/megaloc/model.safetensors");
     }
+    // The output: a regular file (or new), never the weights or the image list.
+    CheckOutputFiles({options.output_path}, {options.model.weights_path, options.image_list_path});
     options.model.device = device;
     options.model.num_threads = num_threads;
+    CheckModelCommandOptions(&options.model);
+    options.num_workers = ClampThreadCount("num_workers", options.num_workers);
 
     ProgressPrinter printer(quiet);
     options.progress_callback = [&](const ExtractionProgress& p) { printer.Update(p); };

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "megaloc/retrieval/pairs_from_retrieval.h"
+#include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/timer.h"
 #include "tools/commands/commands.h"
@@ -90,6 +91,10 @@ int RunPairs(int argc, char** argv) {
     if (num_matched < 1) {
       MEGALOC_THROW(InvalidArgument, "--num_matched must be >= 1, got " << num_matched);
     }
+    // Outputs: regular files (or new), never one of the inputs; checked before the search.
+    std::vector<std::string> inputs = options.db_descriptors_paths;
+    inputs.insert(inputs.end(), {options.descriptors_path, options.query_list_path, options.db_list_path});
+    CheckOutputFiles({output_path, scores_path}, inputs);
     options.search.num_neighbors = num_matched;
     options.search.memory_limit = ParseByteSize(memory_limit);
     options.search.backend = SearchBackendFromString(backend);
