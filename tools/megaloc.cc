@@ -33,6 +33,8 @@ const std::vector<Command>& Commands() {
        "Retrieval matching on a COLMAP database (drop-in for vocab_tree_matcher)"},
       {"revisitop_eval", megaloc::RunRevisitopEval,
        "Revisited Oxford/Paris evaluation (mAP and mP@k, Easy/Medium/Hard)"},
+      {"vpr_eval", megaloc::RunVprEval,
+       "Visual place recognition recall@N (the paper's Table 1 protocol, positives within 25 m)"},
       {"lamar_eval", megaloc::RunLamarEval,
        "LaMAR localization with MegaLoc retrieval: extract, pairs, localize, evaluate"},
       {"train", megaloc::RunTrain, "Train MegaLoc (multi-dataset, multi-similarity loss)"},

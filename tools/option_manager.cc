@@ -84,24 +84,40 @@ std::string ResolveWeightsPath(const std::string& given) {
 void AddPreprocessingOptions(po::options_description& options,
                              int* resize_max,
                              std::vector<int>* resize,
-                             bool* native) {
+                             bool* native,
+                             const PreprocessingOptions& defaults) {
+  if (defaults.mode == ResizeMode::kResizeMax) {
+    options.add_options()
+        ("resize_max", po::value<int>(resize_max)->default_value(defaults.resize_max),
+         "Downscale so the longest side is at most this (hloc's megaloc conf; never upscales).");
+  } else {
+    options.add_options()
+        ("resize_max", po::value<int>(resize_max),
+         "Downscale so the longest side is at most this (hloc's megaloc conf is 1024; never "
+         "upscales).");
+  }
+  const std::string fixed_default = defaults.mode == ResizeMode::kFixed
+                                        ? " Default: " + std::to_string(defaults.width) + " " +
+                                              std::to_string(defaults.height) + "."
+                                        : "";
+  const std::string native_default = defaults.mode == ResizeMode::kNative ? " This is the default." : "";
   options.add_options()
-      ("resize_max", po::value<int>(resize_max)->default_value(1024),
-       "Downscale so the longest side is at most this (hloc's megaloc conf; never upscales).")
       ("resize", po::value<std::vector<int>>(resize)->multitoken(),
-       "Resize every image to W H (e.g. 322 322, the paper's evaluation size).")
-      ("native", po::bool_switch(native), "No resize (the authors' default path).");
+       ("Resize every image to W H (e.g. 322 322, the paper's evaluation size)." + fixed_default).c_str())
+      ("native", po::bool_switch(native), ("No resize (the authors' default path)." + native_default).c_str());
 }
 
 PreprocessingOptions ResolvePreprocessingOptions(const po::variables_map& vm,
                                                  int resize_max,
                                                  const std::vector<int>& resize,
-                                                 bool native) {
-  const int num_modes = (!vm["resize_max"].defaulted() ? 1 : 0) + (vm.count("resize") ? 1 : 0) +
-                        (native ? 1 : 0);
+                                                 bool native,
+                                                 const PreprocessingOptions& defaults) {
+  const bool resize_max_given = vm.count("resize_max") && !vm["resize_max"].defaulted();
+  const int num_modes = (resize_max_given ? 1 : 0) + (vm.count("resize") ? 1 : 0) + (native ? 1 : 0);
   if (num_modes > 1) {
     MEGALOC_THROW(InvalidArgument, "use only one of --resize_max, --resize W H and --native");
   }
+  if (num_modes == 0 && defaults.mode != ResizeMode::kResizeMax) return defaults;
   PreprocessingOptions options;
   if (vm.count("resize")) {
     if (resize.size() != 2 || resize[0] <= 0 || resize[1] <= 0) {

@@ -52,18 +52,22 @@ extern const char* const kOfficialWeightsUrl;
 // an error mentioning kOfficialWeightsUrl; callers that may find everything cached accept it).
 std::string ResolveWeightsPath(const std::string& given);
 
-// Registers --resize_max N (default 1024, hloc), --resize W H (fixed, e.g. 322 322) and --native on
-// `options`, binding to *resize_max, *resize and *native.
+// Registers --resize_max N, --resize W H (fixed, e.g. 322 322) and --native on `options`, binding
+// to *resize_max, *resize and *native. `defaults` is what applies when none of them is given (the
+// help text says so): hloc's resize_max=1024 unless a command passes another default.
 void AddPreprocessingOptions(po::options_description& options,
                              int* resize_max,
                              std::vector<int>* resize,
-                             bool* native);
+                             bool* native,
+                             const PreprocessingOptions& defaults = PreprocessingOptions());
 
-// Turns the three mutually exclusive flags into PreprocessingOptions. Throws InvalidArgument when
-// more than one is given or a size is not positive.
+// Turns the three mutually exclusive flags into PreprocessingOptions; `defaults` (the same as given
+// to AddPreprocessingOptions) when none is given. Throws InvalidArgument when more than one is given
+// or a size is not positive.
 PreprocessingOptions ResolvePreprocessingOptions(const po::variables_map& vm,
                                                  int resize_max,
                                                  const std::vector<int>& resize,
-                                                 bool native);
+                                                 bool native,
+                                                 const PreprocessingOptions& defaults = PreprocessingOptions());
 
 }  // namespace megaloc

@@ -406,32 +406,7 @@ TEST(EigenPlaces, ReadsSfxlFileNames) {
   EXPECT_THROW(ParseSfxlName("/x/not@an@sfxl.jpg"), FormatError);
 }
 
-// ------------------------------------------------------------------------------------------------
-// Validation set and recalls
-
-TEST(Validation, RecallsWith25mRule) {
-  const std::string root = testing::TempDir() + "/val";
-  // Database at east = 0, 100, 200, 300; queries at 10 (near db0), 290 (near db3), 1000 (no positive).
-  for (int i = 0; i < 4; ++i) WriteImage(root + "/database/@" + std::to_string(100 * i) + "@0@10@S@@.jpg");
-  for (int e : {10, 290, 1000}) WriteImage(root + "/queries/sub/@" + std::to_string(e) + "@0@10@S@@.jpg");
-  VprDataset ds = LoadVprDataset(root);
-  ASSERT_EQ(ds.database.size(), 4u);
-  ASSERT_EQ(ds.queries.size(), 3u);
-  EXPECT_DOUBLE_EQ(ds.database[1].easting, 100.0);
-  // Queries sorted by path: "@1000@" < "@10@" < "@290@" ('0' < '@').
-  EXPECT_DOUBLE_EQ(ds.queries[0].easting, 1000.0);
-  // 2-d descriptors: db i at angle i*30 deg; query near db0 looks like db1 (wrong at 1, right at 5).
-  auto unit = [](double deg) { return std::vector<float>{float(std::cos(deg * M_PI / 180)), float(std::sin(deg * M_PI / 180))}; };
-  std::vector<float> db, q;
-  for (int i = 0; i < 4; ++i) for (float v : unit(30.0 * i)) db.push_back(v);
-  for (float v : unit(0)) q.push_back(v);    // east 1000: no positive
-  for (float v : unit(31)) q.push_back(v);   // east 10: nearest db1 then db0 -> R@1 miss, R@5 hit
-  for (float v : unit(89)) q.push_back(v);   // east 290: nearest db3 -> hit
-  const auto r = ComputeRecalls(db, q, 2, ds, {1, 5, 10});
-  EXPECT_NEAR(r[0], 100.0 / 3, 1e-9);
-  EXPECT_NEAR(r[1], 200.0 / 3, 1e-9);
-  EXPECT_NEAR(r[2], 200.0 / 3, 1e-9);
-}
+// Validation sets and recall@N: tests/eval/vpr_recall_test.cc (megaloc/eval, shared with vpr_eval).
 
 // ------------------------------------------------------------------------------------------------
 // RandAugment

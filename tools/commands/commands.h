@@ -11,5 +11,6 @@ int RunPairs(int argc, char** argv);           // tools/commands/pairs.cc
 int RunConvertWeights(int argc, char** argv);  // tools/commands/convert_weights.cc
 int RunModelInfo(int argc, char** argv);       // tools/commands/convert_weights.cc
 int RunTrain(int argc, char** argv);           // tools/commands/train.cc
+int RunVprEval(int argc, char** argv);         // tools/commands/vpr_eval.cc
 
 }  // namespace megaloc

@@ -328,27 +328,7 @@ std::unique_ptr<PlaceSampler> MakeEigenPlacesSampler(EigenPlacesDataset dataset,
                                                      const EigenPlacesOptions& eigen,
                                                      const SamplerOptions& options);
 
-// ---------------------------------------------------------------------------------------------
-// Validation (VPR-datasets-downloader layout: names "@E@N@..."; positives within 25 m)
-
-struct VprImage {
-  std::string path;
-  double easting = 0.0, northing = 0.0;
-};
-
-struct VprDataset {
-  std::vector<VprImage> database;
-  std::vector<VprImage> queries;
-};
-
-// Lists <root>/database/**/*.{jpg,png} and <root>/queries/**/*.{jpg,png}, sorted by path.
-VprDataset LoadVprDataset(const std::string& root);
-
-// Recall@N (percent) for each N: a query counts as correct if any of its N nearest database
-// descriptors (dot product, row-major [n, dim]) lies within `threshold_m`; queries without any
-// positive count as failures (VPR-methods-evaluation).
-std::vector<double> ComputeRecalls(const std::vector<float>& database, const std::vector<float>& queries,
-                                   int dim, const VprDataset& dataset, const std::vector<int>& ns,
-                                   double threshold_m = 25.0);
+// Validation sets (VPR-datasets-downloader layout, "@E@N@" names, recall@N within 25 m) are
+// megaloc/eval/vpr_dataset.h and megaloc/eval/vpr_recall.h, shared with `megaloc vpr_eval`.
 
 }  // namespace megaloc

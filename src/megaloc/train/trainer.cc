@@ -19,6 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "megaloc/eval/vpr_dataset.h"
+#include "megaloc/eval/vpr_recall.h"
 #include "megaloc/model/weights.h"
 #include "megaloc/train/losses.h"
 #include "megaloc/train/trainer_internal.h"
@@ -486,7 +488,12 @@ TrainStats RunTraining(const TrainOptions& options_in, const TrainCallbacks& cb)
     const auto q = Encode(*net, val_q, o.val_image_size, o.val_batch_size, device, bf16, fo, &dim);
     ValidationLog v;
     v.iteration = done;
-    v.recalls = ComputeRecalls(db, q, dim, val, v.ns, o.val_threshold_m);
+    VprRecallOptions recall_options;
+    recall_options.recall_values = v.ns;
+    recall_options.positive_dist_threshold = o.val_threshold_m;
+    const MatrixDescriptorSource db_source(db.data(), static_cast<int64_t>(val_db.size()), dim);
+    const MatrixDescriptorSource q_source(q.data(), static_cast<int64_t>(val_q.size()), dim);
+    v.recalls = EvaluateVprRecall(db_source, q_source, val, recall_options).recalls;
     stats.validations.push_back(v);
     nlohmann::json j = {{"validation_iteration", done}, {"ns", v.ns}, {"recalls", v.recalls}};
     log_file << j.dump() << "\n";

@@ -1,0 +1,133 @@
+// `megaloc vpr_eval`: the visual place recognition protocol of Table 1 of the MegaLoc paper
+// (VPR-methods-evaluation: recall@N, positives within 25 m) in one command (docs/cli.md).
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <system_error>
+
+#include "megaloc/eval/vpr_evaluation.h"
+#include "megaloc/util/file_utils.h"
+#include "megaloc/util/logging.h"
+#include "megaloc/util/timer.h"
+#include "tools/option_manager.h"
+
+namespace megaloc {
+namespace {
+
+bool SamePath(const std::string& a, const std::string& b) {
+  std::error_code ec_a, ec_b;
+  const auto canonical_a = std::filesystem::weakly_canonical(a, ec_a);
+  const auto canonical_b = std::filesystem::weakly_canonical(b, ec_b);
+  return ec_a || ec_b ? a == b : canonical_a == canonical_b;
+}
+
+}  // namespace
+
+int RunVprEval(int argc, char** argv) {
+  VprEvalOptions options;
+  std::string weights_path, output_path;
+  int resize_max = 0;
+  std::vector<int> resize;
+  bool native = false, quiet = false;
+  po::options_description desc("Options");
+  desc.add_options()
+      ("dataset_path", po::value<std::string>(&options.dataset_path)->required(),
+       "Dataset root with database/ and queries/ (any depth), image names "
+       "@<utm_east>@<utm_north>@...@.jpg; optional database_images_paths.txt / "
+       "queries_images_paths.txt beside the folders list the images instead.")
+      ("output_path", po::value<std::string>(&output_path)->required(),
+       "Results JSON (recall@N in percent, counts).")
+      ("weights_path", po::value<std::string>(&weights_path),
+       "MegaLoc checkpoint. Default: $MEGALOC_WEIGHTS, then ~/.cache/megaloc/model.safetensors. Not "
+       "needed when --descriptors already holds every image.")
+      ("descriptors", po::value<std::string>(&options.descriptors_path),
+       "Descriptor cache (hloc HDF5 layout, names database/... and queries/...): created, resumed, "
+       "reused by later runs with the same settings. Without it a temporary file is used.")
+      ("recall_values",
+       po::value<std::vector<int>>(&options.recall.recall_values)->multitoken()->default_value(
+           options.recall.recall_values, "1 5 10 20"),
+       "The N of recall@N, increasing.")
+      ("positive_dist_threshold",
+       po::value<double>(&options.recall.positive_dist_threshold)->default_value(25.0),
+       "Database images within this many metres (UTM) of a query are its positives.")
+      ("batch_size", po::value<int>(&options.batch_size)->default_value(1),
+       "Images per forward pass (only images of equal preprocessed size are batched).")
+      ("num_workers", po::value<int>(&options.num_workers)->default_value(2),
+       "Image decoding threads.")
+      ("num_threads", po::value<int>(&options.model.num_threads)->default_value(-1),
+       "CPU threads of the network (-1: all cores).")
+      ("device", po::value<std::string>(&options.model.device)->default_value("cpu"),
+       "cpu, cuda, cuda:N or auto.")
+      ("bf16", po::bool_switch(&options.model.use_bf16),
+       "bfloat16 autocast for the transformer (approximate; recorded in the cache).")
+      ("quiet", po::bool_switch(&quiet), "Only the recall line on stdout (errors are still printed).");
+  AddPreprocessingOptions(desc, &resize_max, &resize, &native, VprDefaultPreprocessing());
+  po::variables_map vm;
+  const ParseResult parsed = ParseCommandLine(
+      "vpr_eval",
+      "Visual place recognition evaluation as the MegaLoc authors' VPR-methods-evaluation: "
+      "MegaLoc descriptors of database and query images, L2 ranking, recall@N with positives "
+      "within --positive_dist_threshold metres (queries without positives count as misses).",
+      desc, argc, argv, &vm);
+  if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
+  return RunCommandGuarded([&]() -> int {
+    options.preprocessing =
+        ResolvePreprocessingOptions(vm, resize_max, resize, native, VprDefaultPreprocessing());
+    const std::vector<int>& ns = options.recall.recall_values;
+    for (size_t i = 0; i < ns.size(); ++i) {
+      if (ns[i] < 1 || (i > 0 && ns[i] <= ns[i - 1])) {
+        MEGALOC_THROW(InvalidArgument, "--recall_values must be increasing integers >= 1");
+      }
+    }
+    if (ns.empty()) MEGALOC_THROW(InvalidArgument, "--recall_values needs at least one value");
+    if (!(options.recall.positive_dist_threshold >= 0)) {
+      MEGALOC_THROW(InvalidArgument, "--positive_dist_threshold must be >= 0");
+    }
+    if (options.batch_size < 1) MEGALOC_THROW(InvalidArgument, "--batch_size must be >= 1");
+    if (options.num_workers < 1) MEGALOC_THROW(InvalidArgument, "--num_workers must be >= 1");
+    options.weights_path = ResolveWeightsPath(weights_path);
+    if (!options.descriptors_path.empty() && SamePath(output_path, options.descriptors_path)) {
+      MEGALOC_THROW(InvalidArgument, "--output_path and --descriptors are the same file: " << output_path);
+    }
+
+    Timer last_print;
+    if (!quiet) {
+      options.message_callback = [](const std::string& text) {
+        std::cerr << "[vpr_eval] " << text << std::endl;
+      };
+      options.progress_callback = [&](const ExtractionProgress& p) {
+        if (p.num_done != p.num_total && last_print.ElapsedSeconds() < 10) return;
+        last_print.Restart();
+        std::cerr << "[vpr_eval] extracted " << p.num_done << "/" << p.num_total << " ("
+                  << std::fixed << std::setprecision(2)
+                  << (p.elapsed_seconds > 0 ? p.num_done / p.elapsed_seconds : 0.0) << " img/s)"
+                  << std::defaultfloat << std::endl;
+      };
+      // The run then ends with one ERROR line naming the first failure.
+      options.failure_callback = [](const ImageFailure& f) {
+        std::cerr << "[vpr_eval] failed: " << f.reason << std::endl;
+      };
+    }
+    if (options.weights_path.empty() && !quiet) {
+      std::cerr << "[vpr_eval] no weights given: every descriptor must be in the cache" << std::endl;
+    }
+
+    const VprEvalReport report = RunVprEvaluation(options);
+    WriteFileAtomically(output_path, VprEvalReportToJson(report));
+    if (!quiet) {
+      std::cerr << "[vpr_eval] " << report.recall.num_queries << " queries ("
+                << report.recall.queries_without_positives << " without positives), "
+                << report.recall.num_database << " database images; descriptors: "
+                << report.num_extracted << " extracted, " << report.num_cached << " cached; "
+                << std::fixed << std::setprecision(1) << report.total_seconds << " s -> "
+                << output_path << std::endl;
+    }
+    std::cout << FormatVprRecalls(report.recall) << std::endl;
+    return EXIT_SUCCESS;
+  });
+}
+
+}  // namespace megaloc
