@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 
 #include "megaloc/util/file_utils.h"
@@ -220,6 +221,41 @@ std::vector<int64_t> ColmapDatabase::ReadPairIds(const std::string& table) const
   while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) ids.push_back(sqlite3_column_int64(stmt.get(), 0));
   if (rc != SQLITE_DONE) ThrowSqliteError(rc, "reading pair ids of '" + table + "'");
   return ids;
+}
+
+std::vector<ColmapPosePrior> ColmapDatabase::ReadPosePriors() const {
+  std::vector<ColmapPosePrior> priors;
+  if (!schema_.has_pose_priors) return priors;
+  // COLMAP 4.x links priors to sensor data; a camera's data id is the image id.
+  const std::string sql =
+      HasColumn("pose_priors", "corr_data_id")
+          ? "SELECT p.corr_data_id, i.name, p.position, p.coordinate_system FROM pose_priors p "
+            "JOIN images i ON i.image_id = p.corr_data_id WHERE p.corr_sensor_type = 0;"
+          : "SELECT p.image_id, i.name, p.position, p.coordinate_system FROM pose_priors p "
+            "JOIN images i ON i.image_id = p.image_id;";
+  int rc = 0;
+  Statement stmt(db_, sql, &rc);
+  if (rc != SQLITE_OK) ThrowSqliteError(rc, "reading table 'pose_priors'");
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    ColmapPosePrior prior;
+    prior.image_id = sqlite3_column_int64(stmt.get(), 0);
+    const unsigned char* name = sqlite3_column_text(stmt.get(), 1);
+    if (name == nullptr) continue;
+    prior.name = reinterpret_cast<const char*>(name);
+    if (sqlite3_column_type(stmt.get(), 2) == SQLITE_NULL) continue;
+    const int bytes = sqlite3_column_bytes(stmt.get(), 2);
+    if (bytes != static_cast<int>(sizeof(prior.position))) {
+      MEGALOC_THROW(FormatError, path_ << ": pose_priors position of image '" << prior.name << "' has " << bytes
+                                       << " bytes, expected 24 (3 float64)");
+    }
+    std::memcpy(prior.position, sqlite3_column_blob(stmt.get(), 2), sizeof(prior.position));
+    prior.coordinate_system = sqlite3_column_int(stmt.get(), 3);
+    priors.push_back(std::move(prior));
+  }
+  if (rc != SQLITE_DONE) ThrowSqliteError(rc, "reading table 'pose_priors'");
+  std::sort(priors.begin(), priors.end(),
+            [](const ColmapPosePrior& a, const ColmapPosePrior& b) { return a.name < b.name; });
+  return priors;
 }
 
 }  // namespace megaloc

@@ -39,6 +39,16 @@ struct ColmapDatabaseImage {
   std::string name;
 };
 
+// A position prior from the `pose_priors` table (COLMAP >= 3.10) with the name of its image.
+struct ColmapPosePrior {
+  int64_t image_id = 0;
+  std::string name;
+  // coordinate_system 0 (WGS84): latitude, longitude (degrees), altitude (metres);
+  // 1 (CARTESIAN): x, y, z; -1 (UNDEFINED): as stored.
+  double position[3] = {0.0, 0.0, 0.0};
+  int coordinate_system = -1;
+};
+
 // What the schema reveals about the COLMAP version that created / last migrated the database.
 struct ColmapSchemaInfo {
   // PRAGMA user_version (3800 for 3.8; later versions write 3900 or other values: informative only).
@@ -87,6 +97,12 @@ class ColmapDatabase {
   int64_t NumNonEmptyRows(const std::string& table) const;
   // pair_ids present in `table` ("matches" or "two_view_geometries"), ascending.
   std::vector<int64_t> ReadPairIds(const std::string& table) const;
+
+  // Position priors of images, sorted by name: `pose_priors(image_id, position, coordinate_system)`
+  // of COLMAP 3.10-3.13, or the camera rows (corr_sensor_type 0, corr_data_id = image_id) of the
+  // 4.x layout. Rows with a NULL position are left out; empty without the table (COLMAP <= 3.9).
+  // Throws FormatError for a position that is not 3 float64 values.
+  std::vector<ColmapPosePrior> ReadPosePriors() const;
 
  private:
   ColmapDatabase(std::string path, sqlite3* db);

@@ -6,7 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include "megaloc/util/string_utils.h"
+
 #include "megaloc/io/descriptor_store.h"
+#include "megaloc/retrieval/pair_graph.h"
 #include "megaloc/retrieval/pairs_io.h"
 #include "megaloc/util/file_utils.h"
 #include "tests/common/testing.h"
@@ -71,6 +74,170 @@ TEST(PairsCommand, WritesPairsAndSummary) {
                             &output),
             0);
   EXPECT_NE(output.find("Unknown retrieval backend 'flann'"), std::string::npos) << output;
+}
+
+TEST(PairsCommand, NamesWithWhitespace) {
+  const std::string dir = testing::TempDir();
+  const std::string h5 = JoinPaths(dir, "names.h5");
+  // megaloc never writes such names; hloc (h5py) does.
+  const std::string script = JoinPaths(dir, "write_names.py");
+  WriteFileAtomically(script,
+                      "import sys, h5py, numpy as np\n"
+                      "rng = np.random.default_rng(3)\n"
+                      "with h5py.File(sys.argv[1], 'w') as f:\n"
+                      "    for name in ['ok1.jpg', 'ok2.jpg', 'ok3.jpg', 'bad name.jpg', 'tab\\tname.jpg']:\n"
+                      "        v = rng.standard_normal(16).astype(np.float32)\n"
+                      "        g = f.create_group(name)\n"
+                      "        g.create_dataset('global_descriptor', data=(v / np.linalg.norm(v)).astype(np.float16))\n"
+                      "        g.create_dataset('image_size', data=np.array([320, 240], dtype=np.int64))\n");
+  if (testing::RunShell("/usr/bin/python3 -c 'import h5py' 2> /dev/null") != 0) GTEST_SKIP() << "python3-h5py missing";
+  ASSERT_EQ(testing::RunShell("/usr/bin/python3 '" + script + "' '" + h5 + "'"), 0);
+  const std::string pairs = JoinPaths(dir, "pairs.txt");
+  std::string output;
+  EXPECT_NE(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs + " --num_matched 2", &output), 0);
+  EXPECT_NE(output.find("2 image name(s) contain whitespace"), std::string::npos) << output;
+  EXPECT_NE(output.find("'bad name.jpg'"), std::string::npos) << output;
+  EXPECT_NE(output.find("'tab\\tname.jpg'"), std::string::npos) << output;
+  EXPECT_NE(output.find("--skip_invalid_names"), std::string::npos) << output;
+  EXPECT_FALSE(FileExists(pairs));
+  ASSERT_EQ(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
+                                " --num_matched 2 --min_score -1 --skip_invalid_names",
+                            &output),
+            0)
+      << output;
+  EXPECT_NE(output.find("Skipped:          2 image(s)"), std::string::npos) << output;
+  const std::string text = ReadFileToString(pairs);
+  int lines = 0;
+  for (const std::string& line : Split(text, '\n')) {
+    if (line.empty()) continue;
+    ++lines;
+    EXPECT_EQ(SplitWhitespace(line).size(), 2u) << line;
+    EXPECT_EQ(line.find('\t'), std::string::npos);
+  }
+  EXPECT_EQ(lines, 6);  // 3 images x 2
+}
+
+// Two folders of 6 frames: sequential pairs, the stats line, --connect and --loop_closure.
+TEST(PairsCommand, SequentialConnectAndStats) {
+  const std::string dir = testing::TempDir();
+  const std::string h5 = JoinPaths(dir, "seq.h5");
+  std::vector<std::string> names;
+  for (int i = 0; i < 6; ++i) names.push_back("seqA/f" + std::to_string(i) + ".jpg");
+  for (int i = 0; i < 6; ++i) names.push_back("seqB/g" + std::to_string(i) + ".jpg");
+  WriteRandomDescriptors(h5, names, 32, 5);
+  const std::string pairs = JoinPaths(dir, "seq_pairs.txt");
+  std::string output;
+  ASSERT_EQ(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
+                                " --num_matched 0 --sequential_overlap 2",
+                            &output),
+            0)
+      << output;
+  // Per folder 5 + 4 pairs; 2 components; mean degree 2 * 18 / 12 = 3.
+  EXPECT_NE(output.find("Pair graph:       18 unique pairs (0 retrieval, 18 sequential, 0 spatial, 0 "
+                        "connect), components 2 -> 2, mean degree 3.00, 0 isolated"),
+            std::string::npos)
+      << output;
+  EXPECT_EQ(ReadPairs(pairs).size(), 18u);
+  ASSERT_EQ(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
+                                " --num_matched 0 --sequential_overlap 2 --connect",
+                            &output),
+            0)
+      << output;
+  EXPECT_NE(output.find("Pair graph:       19 unique pairs (0 retrieval, 18 sequential, 0 spatial, 1 "
+                        "connect), components 2 -> 1"),
+            std::string::npos)
+      << output;
+  const auto written = ReadPairs(pairs);
+  EXPECT_EQ(DescribePairGraph(names, written).num_components, 1);
+  // Sequences by pattern: one sequence over both folders (the letter after 'seq' is ignored).
+  ASSERT_EQ(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
+                                " --num_matched 0 --sequential_overlap 1 --sequence_pattern '^(seq)'",
+                            &output),
+            0)
+      << output;
+  EXPECT_EQ(ReadPairs(pairs).size(), 11u);
+  // Loop closure: no retrieved pair of the same folder within 3 frames.
+  ASSERT_EQ(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
+                                " --num_matched 3 --min_score -1 --loop_closure 3 --unique",
+                            &output),
+            0)
+      << output;
+  for (const auto& p : ReadPairs(pairs)) {
+    if (p.name1.substr(0, 5) != p.name2.substr(0, 5)) continue;
+    const int a = std::stoi(p.name1.substr(6)), b = std::stoi(p.name2.substr(6));
+    EXPECT_GT(std::abs(a - b), 3) << p.name1 << " " << p.name2;
+  }
+  // Graph options need the SfM mode.
+  EXPECT_NE(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
+                                " --num_matched 2 --connect --query_prefix seqA/",
+                            &output),
+            0);
+  EXPECT_NE(output.find("need the SfM mode"), std::string::npos) << output;
+}
+
+TEST(PairsCommand, PositionPriors) {
+  const std::string dir = testing::TempDir();
+  const std::string h5 = JoinPaths(dir, "gps.h5");
+  const std::vector<std::string> names = {"a.jpg", "b.jpg", "c.jpg", "d.jpg"};
+  WriteRandomDescriptors(h5, names, 16, 9);
+  // On the equator, 0.001 degree of longitude apart = 111.32 m (a * 1.745e-5 rad).
+  const std::string csv = JoinPaths(dir, "gps.csv");
+  WriteFileAtomically(csv, "name,lat,lon,alt\na.jpg,0,0,0\nb.jpg,0,0.001,0\nc.jpg,0,0.003,0\nd.jpg,0,0.01,0\n");
+  const std::string pairs = JoinPaths(dir, "gps_pairs.txt");
+  std::string output;
+  ASSERT_EQ(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
+                                " --num_matched 0 --spatial_k 1 --position_priors " + csv,
+                            &output),
+            0)
+      << output;
+  EXPECT_EQ(ReadPairs(pairs), (std::vector<ImagePair>{{"a.jpg", "b.jpg"}, {"c.jpg", "b.jpg"}, {"d.jpg", "c.jpg"}}));
+  EXPECT_NE(output.find("Images w/ prior:  4 of 4"), std::string::npos) << output;
+  // Retrieval of everything, then only pairs within 250 m: a-b (111 m), b-c (223 m), a-c (334 m) no.
+  ASSERT_EQ(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
+                                " --num_matched 3 --min_score -1 --unique --max_distance 250 "
+                                "--position_priors " + csv,
+                            &output),
+            0)
+      << output;
+  std::set<std::pair<std::string, std::string>> got;
+  for (const auto& p : ReadPairs(pairs)) got.insert(std::minmax(p.name1, p.name2));
+  EXPECT_EQ(got, (std::set<std::pair<std::string, std::string>>{{"a.jpg", "b.jpg"}, {"b.jpg", "c.jpg"}}));
+  // COLMAP >= 3.11 pose_priors table (WGS84 rows), read-only.
+  const std::string db = JoinPaths(dir, "priors.db");
+  const std::string sql = JoinPaths(dir, "priors.sql");
+  std::string script =
+      "CREATE TABLE images (image_id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, name TEXT NOT NULL "
+      "UNIQUE, camera_id INTEGER NOT NULL);\n"
+      "CREATE TABLE matches (pair_id INTEGER PRIMARY KEY NOT NULL, rows INTEGER NOT NULL, cols INTEGER "
+      "NOT NULL, data BLOB);\n"
+      "CREATE TABLE two_view_geometries (pair_id INTEGER PRIMARY KEY NOT NULL, rows INTEGER NOT NULL, "
+      "cols INTEGER NOT NULL, data BLOB, config INTEGER NOT NULL, F BLOB, E BLOB, H BLOB, qvec BLOB, "
+      "tvec BLOB);\n"
+      "CREATE TABLE pose_priors (image_id INTEGER PRIMARY KEY NOT NULL, position BLOB, "
+      "coordinate_system INTEGER NOT NULL, position_covariance BLOB);\n";
+  // float64 little-endian (lat, lon, alt): 0.0 = 0000000000000000, 0.001 = FCA9F1D24D62503F,
+  // 0.003 = FA7E6ABC7493683F, 0.01 = 7B14AE47E17A843F.
+  const char* lon_hex[] = {"0000000000000000", "FCA9F1D24D62503F", "FA7E6ABC7493683F", "7B14AE47E17A843F"};
+  for (int i = 0; i < 4; ++i) {
+    script += "INSERT INTO images VALUES (" + std::to_string(i + 1) + ", '" + names[i] + "', 1);\n";
+    script += "INSERT INTO pose_priors VALUES (" + std::to_string(i + 1) + ", X'0000000000000000" +
+              lon_hex[i] + "0000000000000000', 0, NULL);\n";
+  }
+  WriteFileAtomically(sql, script);
+  ASSERT_EQ(testing::RunShell("sqlite3 '" + db + "' < '" + sql + "'"), 0);
+  ASSERT_EQ(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
+                                " --num_matched 0 --spatial_k 1 --pose_priors_database " + db,
+                            &output),
+            0)
+      << output;
+  EXPECT_EQ(ReadPairs(pairs), (std::vector<ImagePair>{{"a.jpg", "b.jpg"}, {"c.jpg", "b.jpg"}, {"d.jpg", "c.jpg"}}));
+  EXPECT_NE(output.find("Position priors:  4 from the pose_priors table"), std::string::npos) << output;
+  // Spatial options without priors: one error line.
+  EXPECT_NE(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs + " --num_matched 2 --spatial_k 2",
+                            &output),
+            0);
+  EXPECT_NE(output.find("ERROR: --max_distance and --spatial_k need position priors"), std::string::npos)
+      << output;
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 #include "megaloc/retrieval/pairs_from_retrieval.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <numeric>
 #include <set>
@@ -62,6 +64,47 @@ bool IsIdentity(const std::vector<int64_t>& order) {
   return true;
 }
 
+// Names that a pair list cannot hold, quoted with tabs and newlines made visible.
+std::string QuoteName(const std::string& name) {
+  std::string out = "'";
+  for (char c : name) {
+    if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+// Removes names with whitespace (or empty) from `names` when `skip`, else throws naming them.
+int64_t RemoveInvalidNames(std::vector<std::string>* names, bool skip, const std::string& source) {
+  std::vector<std::string> bad;
+  for (const std::string& name : *names) {
+    if (name.empty() || HasWhitespace(name)) bad.push_back(name);
+  }
+  if (bad.empty()) return 0;
+  if (!skip) {
+    std::string listed;
+    for (size_t i = 0; i < bad.size() && i < 10; ++i) listed += (i ? ", " : "") + QuoteName(bad[i]);
+    if (bad.size() > 10) listed += ", ... (" + std::to_string(bad.size() - 10) + " more)";
+    MEGALOC_THROW(InvalidArgument, source << ": " << bad.size() << " image name(s) contain whitespace, which "
+                                          << "pair lists cannot represent (hloc and COLMAP split lines on "
+                                             "spaces): "
+                                          << listed
+                                          << ". Rename the images, or skip them (skip_invalid_names / "
+                                             "--skip_invalid_names).");
+  }
+  names->erase(std::remove_if(names->begin(), names->end(),
+                              [](const std::string& n) { return n.empty() || HasWhitespace(n); }),
+               names->end());
+  return static_cast<int64_t>(bad.size());
+}
+
 std::string JoinForMessage(const std::vector<std::string>& items) {
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
@@ -70,11 +113,24 @@ std::string JoinForMessage(const std::vector<std::string>& items) {
 
 }  // namespace
 
+bool PairsFromRetrievalOptions::UsesPairGraph() const {
+  return sequence.overlap > 0 || !sequence.pattern.empty() || sequence.loop_closure > 0 ||
+         max_distance >= 0.0 || spatial_k > 0 || expansion.Enabled() || connect;
+}
+
 bool PairsFromRetrievalOptions::Check() const {
   CHECK_OPTION(!descriptors_path.empty());
   for (const auto& p : query_prefixes) CHECK_OPTION(!p.empty());
   for (const auto& p : db_prefixes) CHECK_OPTION(!p.empty());
-  return search.Check();
+  CHECK_OPTION_GE(search.num_neighbors, 0);
+  SearchOptions s = search;
+  s.num_neighbors = std::max(1, search.num_neighbors);
+  CHECK_OPTION(s.Check());
+  CHECK_OPTION(sequence.Check());
+  CHECK_OPTION(!std::isnan(max_distance));
+  CHECK_OPTION_GE(spatial_k, 0);
+  CHECK_OPTION(expansion.Check());
+  return true;
 }
 
 std::vector<std::string> SelectNames(const std::vector<std::string>& all_names,
@@ -277,7 +333,8 @@ std::unique_ptr<HalfMatrixSource> HalfMatrixSource::FromHdf(const HdfDescriptorS
   return std::make_unique<HalfMatrixSource>(std::move(data), n, dim);
 }
 
-RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options) {
+RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options,
+                                  const PositionPriors* priors) {
   MEGALOC_CHECK_MSG(options.Check(), "Invalid pairs-from-retrieval options (see the log)");
   Timer total_timer;
   RetrievalPairs out;
@@ -316,13 +373,23 @@ RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options) {
   std::string db_source_text;
   for (size_t i = 0; i < db_paths.size(); ++i) db_source_text += (i ? ", " : "") + db_paths[i];
 
-  const std::vector<std::string> query_names =
+  std::vector<std::string> query_names =
       SelectNames(owned[query_file]->ListNames(), options.query_prefixes, options.query_list_path,
                   "query", options.descriptors_path);
-  const std::vector<std::string> db_names =
+  std::vector<std::string> db_names =
       SelectNames(db_all, options.db_prefixes, options.db_list_path, "database", db_source_text);
-  for (const auto& name : query_names) CheckPairName(name, options.descriptors_path);
-  for (const auto& name : db_names) CheckPairName(name, db_source_text);
+  {
+    // Invalid names over the union of both selections, reported (or skipped) once.
+    std::vector<std::string> all_names;
+    std::set_union(query_names.begin(), query_names.end(), db_names.begin(), db_names.end(),
+                   std::back_inserter(all_names));
+    const std::string source = options.db_descriptors_paths.empty()
+                                   ? options.descriptors_path
+                                   : options.descriptors_path + ", " + db_source_text;
+    stats.num_invalid_names = RemoveInvalidNames(&all_names, options.skip_invalid_names, source);
+    RemoveInvalidNames(&query_names, true, source);
+    RemoveInvalidNames(&db_names, true, source);
+  }
 
   std::vector<const DescriptorFile*> files;
   for (const auto& f : owned) files.push_back(f.get());
@@ -364,8 +431,47 @@ RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options) {
   const DescriptorSource& db_source = cache ? static_cast<const DescriptorSource&>(*cache) : db;
   const DescriptorSource& query_source =
       self_retrieval ? db_source : static_cast<const DescriptorSource&>(queries);
-  out.pairs = RetrievePairs(query_names, query_source, db_names, db_source, search, options.unique,
-                            &stats.search);
+  if (self_retrieval) {
+    PairGraphOptions graph;
+    graph.search = search;
+    graph.unique = options.unique;
+    graph.sequence = options.sequence;
+    graph.max_distance = options.max_distance;
+    graph.spatial_k = options.spatial_k;
+    graph.expansion = options.expansion;
+    graph.connect = options.connect;
+    if ((graph.max_distance >= 0.0 || graph.spatial_k > 0) && priors == nullptr) {
+      MEGALOC_THROW(InvalidArgument, "max_distance / spatial_k need position priors (a CSV file, a "
+                                     "COLMAP database with pose_priors or EXIF GPS)");
+    }
+    stats.graph = BuildPairGraph(db_names, db_source, priors, graph);
+    out.pairs = std::move(stats.graph.pairs);
+    stats.graph.pairs.clear();
+    stats.graph.sources.clear();
+    stats.search = stats.graph.search;
+  } else {
+    if (options.UsesPairGraph()) {
+      MEGALOC_THROW(InvalidArgument,
+                    "sequential/loop-closure pairs, position priors, query expansion and connect "
+                    "need the SfM mode (the same images as queries and database, from one file); "
+                    "here the query and database selections differ");
+    }
+    if (options.search.num_neighbors < 1) {
+      MEGALOC_THROW(InvalidArgument, "num_matched must be >= 1 when queries and database differ");
+    }
+    out.pairs = RetrievePairs(query_names, query_source, db_names, db_source, search, options.unique,
+                              &stats.search);
+    std::vector<std::string> all_names = query_names;
+    all_names.insert(all_names.end(), db_names.begin(), db_names.end());
+    std::sort(all_names.begin(), all_names.end());
+    all_names.erase(std::unique(all_names.begin(), all_names.end()), all_names.end());
+    std::vector<ImagePair> plain;
+    plain.reserve(out.pairs.size());
+    for (const auto& p : out.pairs) plain.push_back(p.pair);
+    stats.graph.before_connect = DescribePairGraph(all_names, plain);
+    stats.graph.after = stats.graph.before_connect;
+    stats.graph.num_retrieval = static_cast<int64_t>(out.pairs.size());
+  }
   stats.num_pairs = static_cast<int64_t>(out.pairs.size());
   std::set<std::string> with_pairs;
   for (const auto& p : out.pairs) with_pairs.insert(p.pair.name1);
@@ -379,9 +485,10 @@ RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options) {
 
 PairsStats RunPairsFromRetrieval(const PairsFromRetrievalOptions& options,
                                  const std::string& output_path,
-                                 const std::string& scores_path) {
+                                 const std::string& scores_path,
+                                 const PositionPriors* priors) {
   MEGALOC_CHECK_MSG(!output_path.empty(), "An output path for the pairs is required");
-  RetrievalPairs result = PairsFromRetrieval(options);
+  RetrievalPairs result = PairsFromRetrieval(options, priors);
   std::vector<ImagePair> pairs;
   pairs.reserve(result.pairs.size());
   for (const auto& p : result.pairs) pairs.push_back(p.pair);

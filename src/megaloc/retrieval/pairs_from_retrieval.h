@@ -28,12 +28,14 @@
 #include <string>
 #include <vector>
 
+#include "megaloc/retrieval/pair_graph.h"
 #include "megaloc/retrieval/pairs_io.h"
 #include "megaloc/retrieval/search.h"
 
 namespace megaloc {
 
 class DescriptorFile;
+class PositionPriors;
 
 struct PairsFromRetrievalOptions {
   // hloc global-descriptor HDF5 file with the queries (and the database when no db file is given).
@@ -56,8 +58,25 @@ struct PairsFromRetrievalOptions {
   // re-reads it once per query block (self-retrieval: once per block row).
   bool cache_database = true;
   // k (num_neighbors = hloc's num_matched), min_score, memory_limit, threads, backend.
+  // num_neighbors = 0: no retrieval pairs (only the pair-graph sources below).
   SearchOptions search;
 
+  // Images whose name contains whitespace (pair lists cannot hold them): an error naming them
+  // (default) or left out of the queries and the database (counted in PairsStats).
+  bool skip_invalid_names = false;
+
+  // SfM pair graph (pair_graph.h): sequential pairs and loop closure, position priors
+  // (max_distance, spatial_k; the priors are an argument of PairsFromRetrieval), αQE/DBA and the
+  // connectivity guarantee. Only in self-retrieval (the same images as queries and database, from
+  // one file); InvalidArgument otherwise.
+  SequenceOptions sequence;
+  double max_distance = -1.0;
+  int spatial_k = 0;
+  QueryExpansionOptions expansion;
+  bool connect = false;
+
+  // True if any pair-graph option above is set.
+  bool UsesPairGraph() const;
   bool Check() const;
 };
 
@@ -68,11 +87,15 @@ struct PairsStats {
   int64_t num_queries_without_pairs = 0;  // queries that appear in no output pair
   int64_t num_duplicate_db_names = 0;     // names in several db files (the last file wins)
   int dim = 0;
+  int64_t num_invalid_names = 0;          // names with whitespace left out (skip_invalid_names)
   bool database_cached = false;           // the database was held in RAM as float16
   double list_seconds = 0.0;              // opening files, listing and selecting names
   double cache_seconds = 0.0;             // reading the database into the float16 cache
   double total_seconds = 0.0;
   SearchStats search;
+  // Pair-graph counts and statistics (self-retrieval; otherwise only before_connect/after and
+  // num_retrieval are filled). graph.pairs and graph.sources are left empty (see RetrievalPairs).
+  PairGraphResult graph;
 };
 
 struct RetrievalPairs {
@@ -147,12 +170,15 @@ class HalfMatrixSource : public DescriptorSource {
   int dim_;
 };
 
-// The whole pipeline on HDF5 files; returns the pairs (not written).
-RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options);
+// The whole pipeline on HDF5 files; returns the pairs (not written). `priors` (may be null) are the
+// position priors for max_distance / spatial_k.
+RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options,
+                                  const PositionPriors* priors = nullptr);
 
 // PairsFromRetrieval + WritePairs(output_path) (+ WritePairScores(scores_path) if non-empty).
 PairsStats RunPairsFromRetrieval(const PairsFromRetrievalOptions& options,
                                  const std::string& output_path,
-                                 const std::string& scores_path = "");
+                                 const std::string& scores_path = "",
+                                 const PositionPriors* priors = nullptr);
 
 }  // namespace megaloc
