@@ -5,6 +5,26 @@ find_package(Threads REQUIRED)
 # LibTorch: Debian's libtorch-dev, or a user's (CUDA) LibTorch through CMAKE_PREFIX_PATH / Torch_DIR.
 find_package(Torch REQUIRED)
 message(STATUS "Found Torch ${Torch_VERSION} (${TORCH_INSTALL_PREFIX})")
+# The project is C++17; LibTorch 2.10 and later need C++20 in every file that includes its headers.
+# Found by compiling ATen.h in C++17 (a feature check, not a version number): if that fails, the
+# whole project is built as C++20.
+include(CheckCXXSourceCompiles)
+set(CMAKE_REQUIRED_INCLUDES ${TORCH_INCLUDE_DIRS})
+set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)
+check_cxx_source_compiles("#include <ATen/ATen.h>
+int main() { return 0; }" MEGALOC_TORCH_BUILDS_AS_CXX17)
+if(NOT MEGALOC_TORCH_BUILDS_AS_CXX17)
+  set(CMAKE_CXX_STANDARD 20)
+  check_cxx_source_compiles("#include <ATen/ATen.h>
+int main() { return 0; }" MEGALOC_TORCH_BUILDS_AS_CXX20)
+  if(NOT MEGALOC_TORCH_BUILDS_AS_CXX20)
+    message(FATAL_ERROR "The LibTorch headers in ${TORCH_INCLUDE_DIRS} compile neither as C++17 nor as "
+                        "C++20 with ${CMAKE_CXX_COMPILER} (see CMakeFiles/CMakeError.log)")
+  endif()
+  message(STATUS "LibTorch needs C++20: building megaloc as C++20")
+endif()
+unset(CMAKE_TRY_COMPILE_TARGET_TYPE)
+unset(CMAKE_REQUIRED_INCLUDES)
 
 find_package(HDF5 REQUIRED COMPONENTS C CXX)
 # Eigen 3.3 or newer; Eigen 5 (Debian unstable) keeps the Eigen3 package name, but its version file
@@ -93,6 +113,20 @@ at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v)
   return at::scaled_dot_product_attention(q, k, v);
 }
 int main() { return 0; }" MEGALOC_HAVE_SDPA)
+# LibTorch >= 2.4: autocast set per device type (src/megaloc/model/autocast.h).
+check_cxx_source_compiles("
+#include <ATen/autocast_mode.h>
+void Enable() {
+  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCPU, true);
+}
+int main() { return 0; }" MEGALOC_TORCH_HAVE_DEVICE_AUTOCAST)
 unset(CMAKE_TRY_COMPILE_TARGET_TYPE)
 unset(CMAKE_REQUIRED_INCLUDES)
 message(STATUS "LibTorch fused attention (scaled_dot_product_attention): ${MEGALOC_HAVE_SDPA}")
+set(MEGALOC_TORCH_DEFINITIONS)
+foreach(_feature MEGALOC_HAVE_SDPA MEGALOC_TORCH_HAVE_DEVICE_AUTOCAST)
+  if(${_feature})
+    list(APPEND MEGALOC_TORCH_DEFINITIONS ${_feature})
+  endif()
+endforeach()

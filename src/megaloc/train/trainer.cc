@@ -1,6 +1,5 @@
 #include "megaloc/train/trainer.h"
 
-#include <ATen/autocast_mode.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,6 +20,7 @@
 
 #include "megaloc/eval/vpr_dataset.h"
 #include "megaloc/eval/vpr_recall.h"
+#include "megaloc/model/autocast.h"
 #include "megaloc/model/weights.h"
 #include "megaloc/train/losses.h"
 #include "megaloc/train/trainer_internal.h"
@@ -259,25 +259,6 @@ std::vector<SubBatchData> LoadIteration(const std::vector<std::unique_ptr<PlaceS
   return out;
 }
 
-// Sets bf16 autocast on CUDA for the scope.
-class AutocastScope {
- public:
-  explicit AutocastScope(bool enable) : enabled_(enable) {
-    if (enabled_) {
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    }
-  }
-  ~AutocastScope() {
-    if (enabled_) {
-      at::autocast::set_enabled(false);
-      at::autocast::clear_cache();
-    }
-  }
-
- private:
-  bool enabled_;
-};
 
 std::string CheckpointName(int64_t iterations_done) {
   char buf[64];
@@ -341,7 +322,7 @@ std::vector<float> Encode(MegaLocNetImpl& net, const std::vector<std::string>& p
     }
     torch::Tensor d;
     {
-      AutocastScope autocast(bf16);
+      Bf16AutocastScope autocast(bf16, at::kCUDA);  // CUDA only (docs/training.md)
       d = net.forward(x.to(device), fo);
     }
     d = d.to(torch::kFloat).to(torch::kCPU).contiguous();
@@ -568,7 +549,7 @@ TrainStats RunTraining(const TrainOptions& options_in, const TrainCallbacks& cb)
       MultiSimilarityStats st;
       torch::Tensor desc;
       {
-        AutocastScope autocast(bf16);
+        Bf16AutocastScope autocast(bf16, at::kCUDA);  // CUDA only (docs/training.md)
         desc = TrainingForward(*net, sb.images.to(device), o.num_trainable_blocks, fo);
       }
       // Outside autocast: the similarity matmul and the loss stay fp32 (beta = 50).
