@@ -52,6 +52,8 @@ EOF
 if [ "$PRESET" = "322" ]; then OURS_RESIZE=(--resize 322 322); REF_RESIZE=(--resize 322 322);
 else OURS_RESIZE=(--resize_max 1024); REF_RESIZE=(); fi
 
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(nproc) CPUs"
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -f "$WORK/ours.h5"
 /usr/bin/time -v "$MEGALOC" extract --image_path "$WORK/images" --output_path "$WORK/ours.h5" \
@@ -59,14 +61,16 @@ rm -f "$WORK/ours.h5"
   --num_threads "$THREADS" ${EXTRA_FLAGS:-} > "$WORK/ours.log" 2>&1 || { cat "$WORK/ours.log"; exit 1; }
 OURS_RATE=$(grep -oE '[0-9.]+ img/s' "$WORK/ours.log" | tail -1 | cut -d' ' -f1)
 OURS_RSS=$(grep 'Maximum resident' "$WORK/ours.log" | awk '{print $NF/1024}')
+LOAD_BETWEEN=$(cut -d' ' -f1 /proc/loadavg)
 echo "load between: $(cut -d' ' -f1-3 /proc/loadavg)"
 $PY bench/reference/megaloc_reference.py run --megaloc_repo "$REPO" --weights_path "$WEIGHTS" \
   --image_path "$WORK/images" "${REF_RESIZE[@]}" --num_threads "$THREADS" --warmup 0 \
   --descriptors_out "$WORK/ref.npy" > "$WORK/ref.json"
+LOAD_AFTER=$(cut -d' ' -f1 /proc/loadavg)
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-$PY - "$WORK" "$OURS_RATE" "$OURS_RSS" "$PRESET" "$THREADS" "$BATCH" <<'EOF'
+$PY - "$WORK" "$OURS_RATE" "$OURS_RSS" "$PRESET" "$THREADS" "$BATCH" "$LOAD_BEFORE" "$LOAD_BETWEEN" "$LOAD_AFTER" <<'EOF'
 import sys, json, h5py, numpy as np
-work, ours_rate, ours_rss, preset, threads, batch = sys.argv[1:]
+work, ours_rate, ours_rss, preset, threads, batch, l0, l1, l2 = sys.argv[1:]
 ref = json.load(open(f"{work}/ref.json"))
 d_ref = np.load(f"{work}/ref.npy")
 f = h5py.File(f"{work}/ours.h5", "r")
@@ -77,4 +81,5 @@ print(f"  megaloc (C++):      {float(ours_rate):.3f} img/s, peak RSS {float(ours
 print(f"  authors' PyTorch:   {ref['images_per_second']:.3f} img/s, peak RSS {ref['peak_rss_mb']:.0f} MiB")
 print(f"  ratio C++ / PyTorch: {float(ours_rate) / ref['images_per_second']:.2f}x")
 print(f"  max |descriptor difference|: {np.abs(d_ours - d_ref).max():.3g}")
+print(f"  1-minute load: {l0} (C++ start), {l1} (reference start), {l2} (end)")
 EOF

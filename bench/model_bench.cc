@@ -1,8 +1,12 @@
 // model_bench: CPU time of the full-size MegaLoc forward (random weights; speed does not depend on
 // the values) at a fixed input size.
 //
-//   model_bench [--threads 2] [--size 322] [--batch 1] [--iterations 5] [--bf16] [--fast_agg]
-//               [--openblas_threads N] [--weights_path file]
+//   model_bench [--threads 2] [--size 322 | --height H --width W] [--batch 1] [--iterations 5]
+//               [--bf16] [--fast_agg] [--attention auto|plain|blocked|fused] [--query_block N]
+//               [--malloc default] [--depth 12] [--openblas_threads N] [--weights_path file]
+//
+// --depth N < 12 runs only N transformer blocks (random weights): the activation peak of one block
+// is the same as in the full model, so it measures memory variants in a fraction of the time.
 //
 // Prints one line per iteration and the median seconds/image. The first (warm-up) call is reported
 // separately. malloc is tuned as in the `megaloc` executable (tools/megaloc.cc).
@@ -58,17 +62,28 @@ std::string StringArg(int argc, char** argv, const char* name) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  mallopt(M_TOP_PAD, 64 << 20);
+  const bool default_malloc = StringArg(argc, argv, "--malloc") == "default";
+  if (!default_malloc) {
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_TOP_PAD, 64 << 20);
+  }
   const int threads = IntArg(argc, argv, "--threads", 2);
   const int size = IntArg(argc, argv, "--size", 322);
+  const int height = IntArg(argc, argv, "--height", size);
+  const int width = IntArg(argc, argv, "--width", size);
   const int batch = IntArg(argc, argv, "--batch", 1);
   const int iterations = IntArg(argc, argv, "--iterations", 5);
   const int openblas_threads = IntArg(argc, argv, "--openblas_threads", -1);
   const bool bf16 = FlagArg(argc, argv, "--bf16");
   megaloc::ForwardOptions forward_options;
   forward_options.fast_aggregation = FlagArg(argc, argv, "--fast_agg");
+  const std::string attention = StringArg(argc, argv, "--attention");
+  using Kernel = megaloc::ForwardOptions::AttentionKernel;
+  if (attention == "plain") forward_options.attention = Kernel::kPlain;
+  if (attention == "blocked") forward_options.attention = Kernel::kBlocked;
+  if (attention == "fused") forward_options.attention = Kernel::kFused;
+  forward_options.attention_query_block = IntArg(argc, argv, "--query_block", 0);
   at::set_num_threads(threads);
   if (openblas_threads > 0) {
     using SetThreads = void (*)(int);
@@ -77,7 +92,9 @@ int main(int argc, char** argv) {
     std::printf("openblas_set_num_threads(%d): %s\n", openblas_threads, set ? "ok" : "not found");
   }
 
-  megaloc::MegaLocNet net(megaloc::NetConfig{});
+  megaloc::NetConfig config;
+  config.depth = IntArg(argc, argv, "--depth", 12);
+  megaloc::MegaLocNet net(config);
   const std::string weights = StringArg(argc, argv, "--weights_path");
   if (!weights.empty()) {
     const megaloc::TensorMap canonical =
@@ -86,11 +103,13 @@ int main(int argc, char** argv) {
   }
   net->eval();
   torch::manual_seed(0);
-  const torch::Tensor input = torch::randn({batch, 3, size, size});
-  std::printf("model_bench: %dx%d, batch %d, %d threads, %s, %s aggregation, BLAS %s, %lld "
-              "parameters\n",
-              size, size, batch, threads, bf16 ? "bf16 autocast" : "fp32",
-              forward_options.fast_aggregation ? "bmm" : "repeat+mul+sum", megaloc::BlasShimName(),
+  const torch::Tensor input = torch::randn({batch, 3, height, width});
+  std::printf("model_bench: %dx%d, batch %d, %d threads, %s, %s aggregation, attention %s, "
+              "malloc %s, BLAS %s, %lld parameters\n",
+              width, height, batch, threads, bf16 ? "bf16 autocast" : "fp32",
+              forward_options.fast_aggregation ? "bmm" : "repeat+mul+sum",
+              attention.empty() ? "auto" : attention.c_str(), default_malloc ? "default" : "tuned",
+              megaloc::BlasShimName(),
               static_cast<long long>(megaloc::CountParameters(*net)));
   std::vector<double> seconds;
   torch::Tensor reference;

@@ -1,6 +1,7 @@
 // `megaloc`: one executable, one table of subcommands (in the style of COLMAP's `colmap` binary).
 
 #include <malloc.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -69,6 +70,31 @@ void TuneMalloc() {
   mallopt(M_TOP_PAD, 64 << 20);
 }
 
+// libgomp (the OpenMP runtime of LibTorch and oneDNN) reads its wait policy once, when it is
+// loaded, before main. By default an idle worker spins for ~300,000 iterations (milliseconds) at
+// every barrier; when another process holds a core, the spinning worker takes the CPU from the one
+// that is late and 2-thread runs become slower than 1 thread (docs/performance.md, "Busy
+// machine"). Unless the user chose a policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT), re-execute once
+// with OMP_WAIT_POLICY=PASSIVE; the re-executed process removes the variables again so that its
+// child processes (COLMAP) see the user's environment.
+void SetOpenMpWaitPolicy(char** argv) {
+  constexpr const char* kMarker = "MEGALOC_REEXEC_OMP_WAIT_POLICY";
+  if (std::getenv(kMarker) != nullptr) {
+    unsetenv("OMP_WAIT_POLICY");
+    unsetenv(kMarker);
+    return;
+  }
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) {
+    return;
+  }
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  setenv(kMarker, "1", 1);
+  execv("/proc/self/exe", argv);
+  // No /proc: keep libgomp's default policy.
+  unsetenv("OMP_WAIT_POLICY");
+  unsetenv(kMarker);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -87,6 +113,7 @@ int main(int argc, char** argv) {
   }
   for (const Command& command : Commands()) {
     if (name == command.name) {
+      SetOpenMpWaitPolicy(argv);
       TuneMalloc();
       return command.run(argc - 1, argv + 1);
     }

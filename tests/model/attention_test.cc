@@ -95,5 +95,31 @@ TEST(AttentionTest, NetworkDescriptorsAgreeForEveryKernel) {
   }
 }
 
+TEST(AttentionTest, InferenceSaladAggregationIsBitIdenticalToUpstreamRepeat) {
+  // Inference sums the same products over patches a few channels at a time; training (autograd
+  // on) materialises upstream's repeats. Both must give the same bits.
+  MegaLocNet net = testing::LoadTinyNet();
+  torch::manual_seed(9);
+  const torch::Tensor images = torch::randn({2, 3, 126, 168});
+  NetStages stages;
+  {
+    torch::NoGradGuard no_grad;
+    stages = net->ForwardWithStages(images);
+  }
+  const torch::Tensor fmap = stages.feature_map;  // the permuted view, as upstream feeds it
+  const torch::Tensor cls = stages.cls_token;
+  torch::Tensor upstream;
+  {
+    torch::AutoGradMode grad(true);
+    upstream = net->aggregator->agg->forward(fmap, cls).detach();
+  }
+  torch::Tensor chunked;
+  {
+    c10::InferenceMode inference;
+    chunked = net->aggregator->agg->forward(fmap, cls);
+  }
+  EXPECT_EQ(testing::MaxAbsDiff(chunked, upstream), 0.0);
+}
+
 }  // namespace
 }  // namespace megaloc

@@ -1,12 +1,18 @@
 // MegaLocModel (megaloc.h): checkpoint loading, device/thread selection and batched inference.
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <cmath>
+#include <cstring>
+#include <sstream>
 #include <thread>
 
 #include "megaloc/model/megaloc.h"
-#include "megaloc/model/autocast.h"
 #include "megaloc/model/megaloc_net.h"
 #include "megaloc/model/weights.h"
 #include "megaloc/util/logging.h"
@@ -46,6 +52,43 @@ torch::Device ResolveDevice(const std::string& device) {
 
 }  // namespace
 
+CpuBf16Support DetectCpuBf16Support() {
+  CpuBf16Support support;
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(0x80000000, &eax, &ebx, &ecx, &edx) && eax >= 0x80000004) {
+    char brand[49] = {};
+    for (unsigned int leaf = 0; leaf < 3; ++leaf) {
+      __get_cpuid(0x80000002 + leaf, &eax, &ebx, &ecx, &edx);
+      std::memcpy(brand + 16 * leaf, &eax, 4);
+      std::memcpy(brand + 16 * leaf + 4, &ebx, 4);
+      std::memcpy(brand + 16 * leaf + 8, &ecx, 4);
+      std::memcpy(brand + 16 * leaf + 12, &edx, 4);
+    }
+    support.cpu_model = brand;
+    const size_t first = support.cpu_model.find_first_not_of(' ');
+    support.cpu_model = first == std::string::npos ? "" : support.cpu_model.substr(first);
+  }
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & (1u << 27))) return support;  // OSXSAVE
+  unsigned int xcr0_low = 0, xcr0_high = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+  const bool avx512_state = (xcr0_low & 0xE6) == 0xE6;             // SSE, AVX, opmask, ZMM
+  const bool amx_state = (xcr0_low & (3u << 17)) == (3u << 17);    // XTILECFG, XTILEDATA
+  unsigned int max_leaf = 0;
+  __get_cpuid(0, &max_leaf, &ebx, &ecx, &edx);
+  if (max_leaf < 7) return support;
+  __cpuid_count(7, 0, eax, ebx, ecx, edx);
+  const unsigned int max_subleaf = eax;
+  const bool avx512f = (ebx & (1u << 16)) != 0;
+  support.amx_bf16 = amx_state && (edx & (1u << 22)) != 0;
+  if (max_subleaf >= 1) {
+    __cpuid_count(7, 1, eax, ebx, ecx, edx);
+    support.avx512_bf16 = avx512_state && avx512f && (eax & (1u << 5)) != 0;
+  }
+#endif
+  return support;
+}
+
 void ModelInputSize(int width, int height, int* model_width, int* model_height) {
   if (width % 14 != 0 || height % 14 != 0) {
     *model_width = static_cast<int>(RoundToMultiple(width, 14));
@@ -73,11 +116,25 @@ MegaLocModel::MegaLocModel(const ModelOptions& options) : impl_(std::make_unique
   }
   impl_->options = options;
   impl_->forward_options.fast_aggregation = options.fast_aggregation;
+  impl_->device = ResolveDevice(options.device);
+  if (options.use_bf16 && !impl_->device.is_cuda()) {
+    // oneDNN emulates bf16 matmuls without AVX512-BF16/AMX: slower than fp32 (measured).
+    const CpuBf16Support cpu = DetectCpuBf16Support();
+    if (!cpu.Native()) {
+      impl_->options.use_bf16 = false;
+      std::ostringstream note;
+      note << "--bf16 ignored: this CPU (" << (cpu.cpu_model.empty() ? "unknown" : cpu.cpu_model)
+           << ") has no native bf16 matmul (AVX512-BF16 or AMX), where bf16 is slower than "
+              "fp32; running fp32";
+      impl_->info.precision_note = note.str();
+      MEGALOC_LOG(Warning) << impl_->info.precision_note;
+    }
+  }
+  impl_->info.precision = impl_->options.use_bf16 ? "bf16" : "fp32";
   const int threads = options.num_threads > 0
                           ? options.num_threads
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
-  impl_->device = ResolveDevice(options.device);
 
   const std::string& path = options.weights_path;
   WeightsFormat format = WeightsFormat::kSafetensors;
@@ -155,8 +212,27 @@ DescriptorMatrix MegaLocModel::Extract(const std::vector<const PreprocessedImage
   {
     c10::InferenceMode inference_mode;
     input = input.to(impl_->device);
-    const Bf16AutocastScope autocast(impl_->options.use_bf16, impl_->device.is_cuda() ? at::kCUDA : at::kCPU);
-    output = impl_->net->forward(input, impl_->forward_options);
+    if (impl_->options.use_bf16) {
+      const bool cuda = impl_->device.is_cuda();
+      if (cuda) {
+        at::autocast::set_enabled(true);
+        at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      } else {
+        at::autocast::set_cpu_enabled(true);
+        at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      }
+      try {
+        output = impl_->net->forward(input, impl_->forward_options);
+      } catch (...) {
+        if (cuda) at::autocast::set_enabled(false); else at::autocast::set_cpu_enabled(false);
+        at::autocast::clear_cache();
+        throw;
+      }
+      if (cuda) at::autocast::set_enabled(false); else at::autocast::set_cpu_enabled(false);
+      at::autocast::clear_cache();
+    } else {
+      output = impl_->net->forward(input, impl_->forward_options);
+    }
     output = output.to(torch::kCPU, torch::kFloat).contiguous();
   }
   DescriptorMatrix descriptors(batch, output.size(1));

@@ -98,8 +98,10 @@ struct ModelOptions {
   std::string device = "cpu";
   // Intra-op CPU threads; -1 = number of cores. Sets the process-wide LibTorch thread count.
   int num_threads = -1;
-  // Opt-in bfloat16 autocast for the transformer (CPU with AVX512-BF16, or CUDA). Descriptors
-  // differ from fp32 by a documented small amount (docs/performance.md).
+  // Opt-in bfloat16 autocast for the transformer (CPU with AVX512-BF16 or AMX, or CUDA).
+  // Descriptors differ from fp32 by a documented small amount (docs/performance.md). On a CPU
+  // without native bf16 matmul (detected at run time) bf16 would be emulated and slower than fp32:
+  // the model then runs fp32 and says so in ModelInfo::precision_note.
   bool use_bf16 = false;
   // SALAD aggregation as one batched matmul instead of upstream's repeat + mul + sum: faster and
   // ~2 GB less memory at batch 8; descriptors differ by float rounding only (<= ~2e-7).
@@ -124,7 +126,18 @@ struct ModelInfo {
   std::string weights_format;  // "safetensors" or "torch-zip"
   std::string weights_sha256;  // of the checkpoint file
   std::string device;          // device actually used, e.g. "cpu" or "cuda:0"
+  std::string precision;       // "fp32" or "bf16" (autocast), as actually used
+  std::string precision_note;  // why --bf16 was not honoured (empty otherwise)
 };
+
+// What the CPU offers for bfloat16 matmuls, detected at run time (cpuid + OS state).
+struct CpuBf16Support {
+  std::string cpu_model;     // brand string, e.g. "Intel(R) Xeon(R) Processor @ 2.80GHz"
+  bool avx512_bf16 = false;  // AVX512_BF16 (VDPBF16PS), with AVX-512 state enabled by the OS
+  bool amx_bf16 = false;     // AMX-BF16 tiles, with tile state enabled by the OS
+  bool Native() const { return avx512_bf16 || amx_bf16; }
+};
+CpuBf16Support DetectCpuBf16Support();
 
 // The MegaLoc network with loaded weights, always in eval mode, without autograd.
 // Not thread-safe: use one instance per thread (LibTorch itself parallelises each forward).

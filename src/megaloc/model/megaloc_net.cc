@@ -340,13 +340,33 @@ torch::Tensor SaladImpl::forward(const torch::Tensor& x, const torch::Tensor& cl
   if (options.fast_aggregation) {
     // V[b,c,k] = sum_j f[b,c,j] * P[b,k,j] as one batched GEMM.
     aggregated = torch::matmul(f, p.transpose(1, 2));
-  } else {
+  } else if (torch::GradMode::is_enabled()) {
     // Upstream: materialised repeats, elementwise product, sum over patches.
     const int64_t l = f.size(1);
     const int64_t m = p.size(1);
     const torch::Tensor p_rep = p.unsqueeze(1).repeat({1, l, 1, 1});
     const torch::Tensor f_rep = f.unsqueeze(2).repeat({1, 1, m, 1});
     aggregated = (f_rep * p_rep).sum(-1);
+  } else {
+    // The same products and the same contiguous sums over patches as upstream (bit-identical), a
+    // few feature channels at a time: upstream's three [B,l,m,n] temporaries are 790 MB at hloc's
+    // resize_max 1024 (4015 patches).
+    const int64_t batch = f.size(0);
+    const int64_t l = f.size(1);
+    const int64_t m = p.size(1);
+    const int64_t n = f.size(2);
+    constexpr int64_t kChunkBytes = int64_t{16} << 20;
+    const int64_t chunk = std::max<int64_t>(
+        1, kChunkBytes / (batch * m * n * static_cast<int64_t>(sizeof(float))));
+    aggregated = torch::empty({batch, l, m}, f.options());
+    const torch::Tensor p_b = p.unsqueeze(1);  // [B,1,m,n]
+    torch::Tensor product = torch::empty({batch, std::min(chunk, l), m, n}, f.options());
+    for (int64_t start = 0; start < l; start += chunk) {
+      const int64_t end = std::min(l, start + chunk);
+      torch::Tensor part = product.slice(1, 0, end - start);  // contiguous, like upstream's
+      torch::mul_out(part, f.slice(1, start, end).unsqueeze(2), p_b);
+      aggregated.slice(1, start, end).copy_(part.sum(-1));
+    }
   }
   const torch::Tensor out = torch::cat(
       {F::normalize(t, F::NormalizeFuncOptions().p(2).dim(-1)),
