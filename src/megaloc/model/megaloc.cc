@@ -1,6 +1,5 @@
 // MegaLocModel (megaloc.h): checkpoint loading, device/thread selection and batched inference.
 
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -13,6 +12,7 @@
 #include <thread>
 
 #include "megaloc/model/megaloc.h"
+#include "megaloc/model/autocast.h"
 #include "megaloc/model/megaloc_net.h"
 #include "megaloc/model/weights.h"
 #include "megaloc/util/logging.h"
@@ -212,27 +212,8 @@ DescriptorMatrix MegaLocModel::Extract(const std::vector<const PreprocessedImage
   {
     c10::InferenceMode inference_mode;
     input = input.to(impl_->device);
-    if (impl_->options.use_bf16) {
-      const bool cuda = impl_->device.is_cuda();
-      if (cuda) {
-        at::autocast::set_enabled(true);
-        at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      } else {
-        at::autocast::set_cpu_enabled(true);
-        at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      }
-      try {
-        output = impl_->net->forward(input, impl_->forward_options);
-      } catch (...) {
-        if (cuda) at::autocast::set_enabled(false); else at::autocast::set_cpu_enabled(false);
-        at::autocast::clear_cache();
-        throw;
-      }
-      if (cuda) at::autocast::set_enabled(false); else at::autocast::set_cpu_enabled(false);
-      at::autocast::clear_cache();
-    } else {
-      output = impl_->net->forward(input, impl_->forward_options);
-    }
+    const Bf16AutocastScope autocast(impl_->options.use_bf16, impl_->device.is_cuda() ? at::kCUDA : at::kCPU);
+    output = impl_->net->forward(input, impl_->forward_options);
     output = output.to(torch::kCPU, torch::kFloat).contiguous();
   }
   DescriptorMatrix descriptors(batch, output.size(1));
