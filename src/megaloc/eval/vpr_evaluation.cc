@@ -1,5 +1,6 @@
 #include "megaloc/eval/vpr_evaluation.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -177,8 +178,9 @@ VprEvalReport RunVprEvaluation(const VprEvalOptions& options) {
   }
   report.descriptor_dim = database.Dim();
   const MatrixDescriptorSource queries(query_block);
-  Message(options, "searching the first " + std::to_string(options.recall.recall_values.back()) +
-                       " of " + std::to_string(db_names.size()) + " database images for " +
+  const size_t depth = std::min(db_names.size(), static_cast<size_t>(options.recall.recall_values.back()));
+  Message(options, "searching the first " + std::to_string(depth) + " of " +
+                       std::to_string(db_names.size()) + " database images for " +
                        std::to_string(query_names.size()) + " queries");
   report.recall = EvaluateVprRecall(database, queries, dataset, options.recall);
   report.search_seconds = search_timer.ElapsedSeconds();
