@@ -421,9 +421,13 @@ void CheckLinks(hid_t file, const std::string& path, const Inventory& inventory)
   }
 }
 
-Inventory CheckedInventory(hid_t file, const std::string& path) {
+// The inventory, with the link check on the first listing of an open file (`*links_checked`).
+Inventory CheckedInventory(hid_t file, const std::string& path, bool* links_checked) {
   Inventory inventory = TakeInventory(file, path);
-  CheckLinks(file, path, inventory);
+  if (!*links_checked) {
+    CheckLinks(file, path, inventory);
+    *links_checked = true;
+  }
   return inventory;
 }
 
@@ -431,13 +435,13 @@ Inventory CheckedInventory(hid_t file, const std::string& path) {
 
 std::vector<std::string> DescriptorFile::ListNames() const {
   std::vector<std::string> names;
-  for (const auto& [group, bits] : CheckedInventory(file_id_, path_).groups) names.push_back(group);
+  for (const auto& [group, bits] : CheckedInventory(file_id_, path_, &links_checked_).groups) names.push_back(group);
   return names;  // std::map: sorted, unique
 }
 
 std::vector<std::string> DescriptorFile::ListDescriptorNames() const {
   std::vector<std::string> names;
-  for (const auto& [group, bits] : CheckedInventory(file_id_, path_).groups) {
+  for (const auto& [group, bits] : CheckedInventory(file_id_, path_, &links_checked_).groups) {
     if (bits & 1u) names.push_back(group);
   }
   return names;
@@ -742,7 +746,7 @@ void DescriptorFile::Flush() {
 std::vector<std::string> DescriptorFile::RepairIncompleteGroups() {
   std::vector<std::string> removed;
   if (!IsWritable()) return removed;
-  for (const auto& [group, bits] : CheckedInventory(file_id_, path_).groups) {
+  for (const auto& [group, bits] : CheckedInventory(file_id_, path_, &links_checked_).groups) {
     if (((bits & 1u) != 0) != ((bits & 2u) != 0)) removed.push_back(group);
   }
   for (const std::string& group : removed) {

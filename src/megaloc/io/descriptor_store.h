@@ -165,6 +165,7 @@ class DescriptorFile {
   Mode mode_;
   int64_t file_id_ = -1;  // hid_t
   int64_t half_type_ = -1;  // hid_t of the h5py half type
+  mutable bool links_checked_ = false;  // CheckLinks ran on this open file (ListNames)
 };
 
 }  // namespace megaloc
