@@ -281,7 +281,12 @@ RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
     queries[q].path = JoinPaths(image_dir, gt.qimlist[q] + ".jpg");
     queries[q].crop = true;
     std::copy(gt.gnd[q].bbx, gt.gnd[q].bbx + 4, queries[q].bbx);
-    PilCropBox(queries[q].bbx);  // validate early
+    try {
+      PilCropBox(queries[q].bbx);  // validate early
+    } catch (const InvalidArgument& e) {
+      MEGALOC_THROW(FormatError, gnd_path << ": query " << q << " ('" << gt.qimlist[q]
+                                          << "'): " << e.what());
+    }
   }
   std::vector<std::string> db_names;
   for (const std::string& name : gt.imlist) db_names.push_back(name + ".jpg");
@@ -371,7 +376,13 @@ RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
         const Item& item = *missing_queries[i];
         const cv::Mat rgb = DecodeRgb(item.path);
         const PixelBox box = PilCropBox(item.bbx);
-        const std::vector<uint8_t> cropped = CropRgb(rgb.ptr<uint8_t>(), rgb.cols, rgb.rows, box);
+        std::vector<uint8_t> cropped;
+        try {
+          cropped = CropRgb(rgb.ptr<uint8_t>(), rgb.cols, rgb.rows, box);
+        } catch (const InvalidArgument& e) {
+          MEGALOC_THROW(ImageError, item.path << ": query crop box from " << gnd_path << ": "
+                                              << e.what());
+        }
         PreprocessedImage image;
         try {
           image = PreprocessRgbImage(cropped.data(), static_cast<int>(box.Width()),

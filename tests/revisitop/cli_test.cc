@@ -2,6 +2,8 @@
 #include <cmath>
 #include <cstdlib>
 
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -146,6 +148,22 @@ TEST(RevisitopCli, BadInputsFailWithOneClearError) {
   // --help works.
   EXPECT_EQ(RunMegaloc("--help", &log), 0);
   EXPECT_NE(log.find("--ranks_path"), std::string::npos) << log;
+}
+
+// Issue 14, bad inputs 5 and 10: a 2 M-deep pickle crashed the command (SIGSEGV); a FIFO as
+// --gnd_path blocked forever. Both are one clear error now.
+TEST(RevisitopCli, DeepPickleAndFifoGroundTruthAreClearErrors) {
+  const std::string dir = testing::TempDir();
+  const std::string ranks = Quote(testing::TestDataPath("revisitop/ranks_golden.npy"));
+  WriteFileAtomically(dir + "/deep.pkl", "\x80\x02N" + std::string(2000000, '\x85') + ".");
+  std::string log;
+  EXPECT_EQ(RunMegaloc("--gnd_path " + Quote(dir + "/deep.pkl") + " --ranks_path " + ranks, &log), 1);
+  EXPECT_NE(log.find("deep.pkl"), std::string::npos) << log;
+  EXPECT_NE(log.find("nest deeper than 1000 levels"), std::string::npos) << log;
+  const std::string fifo = dir + "/gnd_fifo.pkl";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(RunMegaloc("--gnd_path " + Quote(fifo) + " --ranks_path " + ranks, &log), 1);
+  EXPECT_NE(log.find(fifo + ": not a regular file"), std::string::npos) << log;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "megaloc/util/pickle.h"
 
+#include <chrono>
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -308,6 +309,68 @@ TEST(Pickle, MalformedStreamsNameFileOffsetAndOpcode) {
   ExpectFormatError(std::string("\x80\x02]}b.", 6), {"BUILD on a list"});
   // Data after a structurally valid prefix but no STOP.
   ExpectFormatError(std::string("\x80\x02N", 3), {"STOP"});
+}
+
+// Issue 14, bad input 5: 2 M nested TUPLE1 opcodes (2 MB) used to overflow the stack in the
+// destructor. The depth limit rejects them; the same file as a gnd is a FormatError naming it.
+TEST(Pickle, DeeplyNestedContainersAreRejectedWithoutCrash) {
+  const std::string deep = "\x80\x02N" + std::string(2000000, '\x85') + ".";
+  ExpectFormatError(deep, {"test.pkl", "nest deeper than 1000 levels"});
+  const std::string path = testing::TempDir() + "/deep_gnd.pkl";
+  WriteFileAtomically(path, deep);
+  try {
+    ReadRevisitopGroundTruth(path);
+    FAIL() << "no error";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("deep_gnd.pkl"), std::string::npos) << e.what();
+  }
+  // At the limit it parses (1000 containers: 999 TUPLE1 around an empty tuple).
+  const PickleValuePtr ok = ParsePickle("\x80\x02)" + std::string(999, '\x85') + ".", "ok.pkl");
+  EXPECT_EQ(ok->type, Type::kTuple);
+  ExpectFormatError("\x80\x02)" + std::string(1000, '\x85') + ".", {"nest deeper"});
+  // Nesting built through the memo after the fact (append list k+1 into list k) is found too.
+  std::string chain = "\x80\x02";
+  for (int k = 0; k < 1500; ++k) chain += "]r" + std::string(reinterpret_cast<const char*>(&k), 4);
+  for (int k = 0; k + 1 < 1500; ++k) {
+    const int next = k + 1;
+    chain += "j" + std::string(reinterpret_cast<const char*>(&k), 4) + "j" +
+             std::string(reinterpret_cast<const char*>(&next), 4) + "a0";
+  }
+  chain += "j" + std::string(4, '\0') + ".";
+  ExpectFormatError(chain, {"nest deeper"});
+}
+
+// A list that contains itself (memo) is refused instead of leaking or looping in a reader.
+TEST(Pickle, SelfReferenceIsRejected) {
+  ExpectFormatError(FromHex("80025d71006800612e"), {"contains itself"});
+  // A cycle that is garbage (popped) does not matter: the result is fine.
+  const PickleValuePtr v = ParsePickle(FromHex("80025d7100680061304b052e"), "g.pkl");
+  EXPECT_EQ(v->type, Type::kInt);
+  EXPECT_EQ(v->int_value, 5);
+  // Shared (non-cyclic) references are fine: [x, x].
+  const PickleValuePtr shared = ParsePickle(FromHex("80025d285d71016801652e"), "s.pkl");
+  ASSERT_EQ(shared->items.size(), 2u);
+  EXPECT_EQ(shared->items[0], shared->items[1]);
+}
+
+// Issue 14, bad input 7: a 200k-key dict took > 80 s (quadratic duplicate-key search).
+TEST(Pickle, LargeDictIsLinear) {
+  std::string bytes = "\x80\x02}(";
+  const int n = 200000;
+  for (int i = 0; i < n; ++i) {
+    bytes += "J" + std::string(reinterpret_cast<const char*>(&i), 4) + "K\x01";
+  }
+  // Repeated keys replace in place (Python semantics), also across SETITEMS.
+  bytes += FromHex("75284a000000004b075801000000614b025801000000614b03752e");
+  const auto start = std::chrono::steady_clock::now();
+  const PickleValuePtr dict = ParsePickle(bytes, "big.pkl");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(dict->dict_items.size(), static_cast<size_t>(n) + 1);
+  EXPECT_EQ(dict->dict_items[0].second->int_value, 7);
+  EXPECT_EQ(dict->dict_items[n].second->int_value, 3);
+  EXPECT_EQ(dict->Find("a")->int_value, 3);
+  EXPECT_LT(seconds, 5.0);  // ~0.2 s; the quadratic version needed minutes
 }
 
 TEST(Pickle, ReadPickleMissingFileIsIoError) {

@@ -1,5 +1,7 @@
 #include "megaloc/eval/revisitop_gnd.h"
 
+#include <sys/stat.h>
+
 #include <cstring>
 #include <sstream>
 
@@ -293,6 +295,12 @@ RevisitopGroundTruth RevisitopGroundTruthFromPickle(const PickleValue& root,
 }
 
 RevisitopGroundTruth ReadRevisitopGroundTruth(const std::string& path) {
+  // Opening a FIFO would block forever waiting for a writer; a device could be endless.
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    MEGALOC_THROW(IoError, path << ": not a regular file (a directory, device, FIFO or socket), not a "
+                                   "ground-truth file");
+  }
   const std::string bytes = ReadFileToString(path);
   RevisitopGroundTruth gt;
   // Pickles of protocol >= 2 start with PROTO (0x80); protocol 0/1 dicts start with '(' or '}'.

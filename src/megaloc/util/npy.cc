@@ -1,6 +1,7 @@
 #include "megaloc/util/npy.h"
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 
@@ -8,6 +9,25 @@
 
 namespace megaloc {
 namespace {
+
+// Header text quoted in an error message: control and non-ASCII bytes escaped (the message stays
+// one line), at most 80 characters.
+std::string Printable(const std::string& text) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < text.size() && i < 80; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  if (text.size() > 80) out += "...";
+  return out;
+}
 
 // Extracts the value of `key` from the header dict, e.g. "'descr': '<f4'".
 std::string HeaderValue(const std::string& header, const std::string& key, const std::string& path) {
@@ -40,9 +60,10 @@ int64_t NpyArray::NumElements() const {
 }
 
 int NpyArray::ElementSize() const {
-  if (dtype.size() < 2) return 0;
-  if (dtype[0] == 'b' || dtype[0] == 'u' || dtype[0] == 'i' || dtype[0] == 'f') {
-    return std::stoi(dtype.substr(1));
+  static const char* const kDtypes[] = {"b1", "i1", "u1", "i2", "u2", "f2", "i4", "u4",
+                                        "f4", "i8", "u8", "f8"};
+  for (const char* known : kDtypes) {
+    if (dtype == known) return known[1] - '0';
   }
   return 0;
 }
@@ -79,55 +100,134 @@ template std::vector<int64_t> NpyArray::As<int64_t>() const;
 template std::vector<int32_t> NpyArray::As<int32_t>() const;
 template std::vector<uint8_t> NpyArray::As<uint8_t>() const;
 
-NpyArray ReadNpy(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) MEGALOC_THROW(IoError, path << ": cannot open file");
+namespace {
+
+// Parses the shape tuple, e.g. "()", "(8,)", "(8, 3)": non-negative decimal integers only.
+std::vector<int64_t> ParseShape(const std::string& text, const std::string& path) {
+  auto bad = [&]() {
+    MEGALOC_THROW(FormatError, path << ": malformed .npy shape " << Printable(text)
+                                    << " (expected a tuple of non-negative integers)");
+  };
+  if (text.size() < 2 || text.front() != '(' || text.back() != ')') bad();
+  std::vector<int64_t> shape;
+  size_t i = 1;
+  const size_t end = text.size() - 1;
+  while (true) {
+    while (i < end && text[i] == ' ') ++i;
+    if (i == end) break;
+    if (text[i] < '0' || text[i] > '9') bad();
+    int64_t value = 0;
+    while (i < end && text[i] >= '0' && text[i] <= '9') {
+      if (__builtin_mul_overflow(value, int64_t{10}, &value) ||
+          __builtin_add_overflow(value, int64_t{text[i] - '0'}, &value)) {
+        MEGALOC_THROW(FormatError, path << ": .npy shape " << Printable(text) << " overflows 64 bits");
+      }
+      ++i;
+    }
+    shape.push_back(value);
+    while (i < end && text[i] == ' ') ++i;
+    if (i == end) break;
+    if (text[i] != ',') bad();
+    ++i;
+  }
+  return shape;
+}
+
+// Reads the magic, version and header dict of a .npy stream. `read` fills n bytes or returns
+// false; `total_size` is the size of the whole stream. Returns the number of data bytes, checked
+// against what the stream holds before anything is allocated.
+template <typename ReadFn>
+size_t ParseNpyHeader(const std::string& path, uint64_t total_size, ReadFn read, NpyArray* array) {
   char magic[8];
-  if (!file.read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0) {
+  if (!read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0) {
     MEGALOC_THROW(FormatError, path << ": not a .npy file (bad magic)");
   }
   const int major = static_cast<unsigned char>(magic[6]);
   uint32_t header_len = 0;
+  uint64_t prefix = 0;
   if (major == 1) {
     unsigned char len[2];
-    if (!file.read(reinterpret_cast<char*>(len), 2)) MEGALOC_THROW(FormatError, path << ": truncated .npy header");
+    if (!read(reinterpret_cast<char*>(len), 2)) MEGALOC_THROW(FormatError, path << ": truncated .npy header");
     header_len = len[0] | (len[1] << 8);
+    prefix = 10;
   } else if (major == 2 || major == 3) {
     unsigned char len[4];
-    if (!file.read(reinterpret_cast<char*>(len), 4)) MEGALOC_THROW(FormatError, path << ": truncated .npy header");
+    if (!read(reinterpret_cast<char*>(len), 4)) MEGALOC_THROW(FormatError, path << ": truncated .npy header");
     header_len = len[0] | (len[1] << 8) | (len[2] << 16) | (static_cast<uint32_t>(len[3]) << 24);
+    prefix = 12;
   } else {
     MEGALOC_THROW(FormatError, path << ": unsupported .npy version " << major);
   }
+  if (header_len > total_size - prefix) {
+    MEGALOC_THROW(FormatError, path << ": truncated .npy header (" << header_len
+                                    << " bytes announced, " << total_size - prefix << " left)");
+  }
   std::string header(header_len, '\0');
-  if (!file.read(header.data(), header_len)) MEGALOC_THROW(FormatError, path << ": truncated .npy header");
+  if (!read(header.data(), header_len)) MEGALOC_THROW(FormatError, path << ": truncated .npy header");
 
-  NpyArray array;
   std::string descr = HeaderValue(header, "descr", path);
   if (descr.empty()) MEGALOC_THROW(FormatError, path << ": empty .npy dtype");
   if (descr[0] == '>') MEGALOC_THROW(FormatError, path << ": big-endian .npy data is not supported");
   if (descr[0] == '<' || descr[0] == '|' || descr[0] == '=') descr = descr.substr(1);
-  array.dtype = descr;
-  if (array.ElementSize() == 0) MEGALOC_THROW(FormatError, path << ": unsupported .npy dtype '" << descr << "'");
+  array->dtype = descr;
+  if (array->ElementSize() == 0) {
+    MEGALOC_THROW(FormatError, path << ": unsupported .npy dtype '" << Printable(descr) << "'");
+  }
   const std::string fortran = HeaderValue(header, "fortran_order", path);
   if (fortran.find("True") != std::string::npos) {
     MEGALOC_THROW(FormatError, path << ": Fortran-ordered .npy arrays are not supported");
   }
-  const std::string shape = HeaderValue(header, "shape", path);
-  std::string number;
-  for (char c : shape) {
-    if (c >= '0' && c <= '9') {
-      number += c;
-    } else if (!number.empty()) {
-      array.shape.push_back(std::stoll(number));
-      number.clear();
+  array->shape = ParseShape(HeaderValue(header, "shape", path), path);
+  uint64_t num_bytes = static_cast<uint64_t>(array->ElementSize());
+  for (const int64_t dim : array->shape) {
+    if (__builtin_mul_overflow(num_bytes, static_cast<uint64_t>(dim), &num_bytes)) {
+      MEGALOC_THROW(FormatError, path << ": .npy shape overflows 64 bits");
     }
   }
-  const size_t num_bytes = static_cast<size_t>(array.NumElements()) * array.ElementSize();
+  const uint64_t available = total_size - prefix - header_len;
+  if (num_bytes > available) {
+    MEGALOC_THROW(FormatError, path << ": truncated .npy data (expected " << num_bytes
+                                    << " bytes, the file has " << available << ")");
+  }
+  return static_cast<size_t>(num_bytes);
+}
+
+}  // namespace
+
+NpyArray ReadNpy(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+    MEGALOC_THROW(IoError, path << ": not a regular file");
+  }
+  std::ifstream file(path, std::ios::binary);
+  if (!file) MEGALOC_THROW(IoError, path << ": cannot open file");
+  const uint64_t total_size = std::filesystem::file_size(path, ec);
+  if (ec) MEGALOC_THROW(IoError, path << ": cannot read the file size (" << ec.message() << ")");
+  NpyArray array;
+  const size_t num_bytes = ParseNpyHeader(
+      path, total_size, [&file](char* out, size_t n) {
+        return static_cast<bool>(file.read(out, static_cast<std::streamsize>(n)));
+      },
+      &array);
   array.data.resize(num_bytes);
   if (num_bytes > 0 && !file.read(array.data.data(), num_bytes)) {
     MEGALOC_THROW(FormatError, path << ": truncated .npy data (expected " << num_bytes << " bytes)");
   }
+  return array;
+}
+
+NpyArray ParseNpy(const std::string& bytes, const std::string& source) {
+  size_t pos = 0;
+  NpyArray array;
+  const size_t num_bytes = ParseNpyHeader(
+      source, bytes.size(), [&](char* out, size_t n) {
+        if (n > bytes.size() - pos) return false;
+        std::memcpy(out, bytes.data() + pos, n);
+        pos += n;
+        return true;
+      },
+      &array);
+  array.data.assign(bytes.data() + pos, bytes.data() + pos + num_bytes);
   return array;
 }
 

@@ -30,7 +30,12 @@ struct NpyArray {
 
 // Reads a .npy file. Throws IoError / FormatError naming the file and the reason (missing file,
 // bad magic, Fortran order, big-endian data, truncated data, ...).
+// Shapes must be tuples of non-negative integers; the data size (shape x dtype, overflow-checked)
+// is checked against the file size before anything is allocated.
 NpyArray ReadNpy(const std::string& path);
+
+// The same for a .npy image in memory; `source` names it in errors.
+NpyArray ParseNpy(const std::string& bytes, const std::string& source);
 
 // Writes a .npy file (version 1.0) with the given dtype descriptor ("f4", "f8", "i8", "i4", "u1").
 void WriteNpy(const std::string& path,

@@ -1,5 +1,8 @@
 #include "megaloc/util/pickle.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -7,6 +10,7 @@
 #include <locale>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
@@ -74,6 +78,40 @@ bool Utf8ToLatin1(const std::string& text, std::string* out) {
   return true;
 }
 
+bool IsContainer(const PickleValue& v) {
+  return v.type == Type::kList || v.type == Type::kTuple || v.type == Type::kSet ||
+         v.type == Type::kDict || v.type == Type::kObject;
+}
+
+// Children of a value in a fixed order: items, dict keys and values, args, kwargs, state.
+size_t NumChildren(const PickleValue& v) {
+  return v.items.size() + 2 * v.dict_items.size() + 3;
+}
+const PickleValue* ChildAt(const PickleValue& v, size_t i) {
+  if (i < v.items.size()) return v.items[i].get();
+  i -= v.items.size();
+  if (i < 2 * v.dict_items.size()) {
+    const auto& entry = v.dict_items[i / 2];
+    return (i % 2 == 0 ? entry.first : entry.second).get();
+  }
+  i -= 2 * v.dict_items.size();
+  return (i == 0 ? v.args : (i == 1 ? v.kwargs : v.state)).get();
+}
+
+// Moves every child reference of `v` into `out` (v keeps no children).
+void MoveChildren(PickleValue* v, std::vector<PickleValuePtr>* out) {
+  for (auto& item : v->items) out->push_back(std::move(item));
+  v->items.clear();
+  for (auto& entry : v->dict_items) {
+    out->push_back(std::move(entry.first));
+    out->push_back(std::move(entry.second));
+  }
+  v->dict_items.clear();
+  if (v->args) out->push_back(std::move(v->args));
+  if (v->kwargs) out->push_back(std::move(v->kwargs));
+  if (v->state) out->push_back(std::move(v->state));
+}
+
 std::string OpcodeName(unsigned char op) {
   std::ostringstream out;
   out << "0x" << std::hex << std::setw(2) << std::setfill('0') << static_cast<int>(op);
@@ -85,6 +123,16 @@ class Unpickler {
  public:
   Unpickler(const std::string& bytes, const std::string& source) : data_(bytes), source_(source) {}
 
+  // Breaks every reference between the containers made while parsing, except inside a validated
+  // result: garbage (or everything, after an error) may hold memo cycles, which shared_ptr alone
+  // would leak.
+  ~Unpickler() {
+    std::vector<PickleValuePtr> released;
+    for (const PickleValuePtr& value : containers_) {
+      if (!validated_.count(value.get())) MoveChildren(value.get(), &released);
+    }
+  }
+
   PickleValuePtr Run() {
     while (true) {
       if (pos_ >= data_.size()) {
@@ -93,12 +141,64 @@ class Unpickler {
       op_offset_ = pos_;
       op_ = static_cast<unsigned char>(data_[pos_++]);
       if (Dispatch()) {
+        Validate(result_);
         return result_;
       }
     }
   }
 
  private:
+  // A new value; containers are registered for the cycle breaking in the destructor.
+  PickleValuePtr New(Type type) {
+    PickleValuePtr value = MakeValue(type);
+    if (IsContainer(*value)) containers_.push_back(value);
+    return value;
+  }
+
+  // Rejects a result that refers to itself or nests deeper than kMaxPickleDepth containers
+  // (iterative depth-first walk; shared sub-trees are visited once).
+  void Validate(const PickleValuePtr& root) {
+    if (!IsContainer(*root)) return;
+    struct Frame {
+      const PickleValue* value;
+      size_t next_child;
+      int height;
+    };
+    std::unordered_map<const PickleValue*, int> height;  // -1 while on the current path
+    std::vector<Frame> path;
+    auto too_deep = [this]() {
+      MEGALOC_THROW(FormatError, source_ << ": invalid pickle data: containers nest deeper than "
+                                         << kMaxPickleDepth << " levels");
+    };
+    height[root.get()] = -1;
+    path.push_back({root.get(), 0, 1});
+    while (!path.empty()) {
+      Frame& frame = path.back();
+      if (frame.next_child < NumChildren(*frame.value)) {
+        const PickleValue* child = ChildAt(*frame.value, frame.next_child++);
+        if (child == nullptr || !IsContainer(*child)) continue;
+        const auto it = height.find(child);
+        if (it == height.end()) {
+          if (path.size() >= static_cast<size_t>(kMaxPickleDepth)) too_deep();
+          height[child] = -1;
+          path.push_back({child, 0, 1});
+        } else if (it->second < 0) {
+          MEGALOC_THROW(FormatError, source_ << ": invalid pickle data: a container contains itself "
+                                                "(recursive structures are not supported)");
+        } else {
+          frame.height = std::max(frame.height, it->second + 1);
+        }
+        continue;
+      }
+      const int done = frame.height;
+      if (done > kMaxPickleDepth) too_deep();
+      height[frame.value] = done;
+      path.pop_back();
+      if (!path.empty()) path.back().height = std::max(path.back().height, done + 1);
+    }
+    for (const auto& entry : height) validated_.insert(entry.first);
+  }
+
   [[noreturn]] void Fail(size_t offset, int opcode, const std::string& reason) const {
     std::ostringstream out;
     out << source_ << ": invalid or unsupported pickle data at byte offset " << offset;
@@ -297,7 +397,7 @@ class Unpickler {
 
   // --- objects -------------------------------------------------------------------------------------
   PickleValuePtr MakeGlobal(const std::string& module, const std::string& name) {
-    auto v = MakeValue(Type::kObject);
+    auto v = New(Type::kObject);
     v->module = module;
     v->name = name;
     return v;
@@ -327,7 +427,7 @@ class Unpickler {
         return MakeString(Type::kBytes, "");
       }
       if (builtin && (n == "set" || n == "frozenset") && args->items.size() <= 1) {
-        auto set = MakeValue(Type::kSet);
+        auto set = New(Type::kSet);
         if (!args->items.empty()) {
           if (!args->items[0]->IsSequence() && args->items[0]->type != Type::kSet) {
             Fail(n + "() argument is a " + args->items[0]->TypeName());
@@ -345,7 +445,7 @@ class Unpickler {
   }
 
   PickleValuePtr TupleOf(std::vector<PickleValuePtr> items) {
-    auto t = MakeValue(Type::kTuple);
+    auto t = New(Type::kTuple);
     t->items = std::move(items);
     return t;
   }
@@ -362,21 +462,21 @@ class Unpickler {
     if (target->type != Type::kDict && target->type != Type::kObject) {
       Fail("cannot set items on a " + target->TypeName());
     }
+    // Python dict semantics: a repeated str/int key replaces the value in place. A hash index
+    // per target keeps this linear in the number of keys.
+    auto& index = dict_index_[target.get()];
     for (size_t i = 0; i < items.size(); i += 2) {
-      // Python dict semantics: a repeated key replaces the value in place.
-      bool replaced = false;
-      if (items[i]->type == Type::kString || items[i]->type == Type::kInt) {
-        for (auto& entry : target->dict_items) {
-          if (entry.first->type == items[i]->type &&
-              entry.first->string_value == items[i]->string_value &&
-              entry.first->int_value == items[i]->int_value) {
-            entry.second = items[i + 1];
-            replaced = true;
-            break;
-          }
+      const PickleValue& key = *items[i];
+      if (key.type == Type::kString || key.type == Type::kInt) {
+        std::string hash_key = key.type == Type::kString ? "s" : "i";
+        hash_key += key.type == Type::kString ? key.string_value : std::to_string(key.int_value);
+        const auto inserted = index.emplace(std::move(hash_key), target->dict_items.size());
+        if (!inserted.second) {
+          target->dict_items[inserted.first->second].second = items[i + 1];
+          continue;
         }
       }
-      if (!replaced) target->dict_items.emplace_back(items[i], items[i + 1]);
+      target->dict_items.emplace_back(items[i], items[i + 1]);
     }
   }
 
@@ -414,10 +514,10 @@ class Unpickler {
         Push(Top());
         return false;
 
-      case 'N': Push(MakeValue(Type::kNone)); return false;
+      case 'N': Push(New(Type::kNone)); return false;
       case 0x88:
       case 0x89: {  // NEWTRUE / NEWFALSE
-        auto v = MakeValue(Type::kBool);
+        auto v = New(Type::kBool);
         v->bool_value = op_ == 0x88;
         Push(v);
         return false;
@@ -425,7 +525,7 @@ class Unpickler {
       case 'I': {  // INT (text); "01"/"00" are True/False in protocol 0
         const std::string line = ReadLine();
         if (line == "01" || line == "00") {
-          auto v = MakeValue(Type::kBool);
+          auto v = New(Type::kBool);
           v->bool_value = line == "01";
           Push(v);
         } else {
@@ -449,7 +549,7 @@ class Unpickler {
         return false;
       }
       case 'F': {
-        auto v = MakeValue(Type::kFloat);
+        auto v = New(Type::kFloat);
         v->float_value = ParseDecimalFloat(ReadLine());
         Push(v);
         return false;
@@ -458,7 +558,7 @@ class Unpickler {
         const auto* p = reinterpret_cast<const unsigned char*>(Take(8));
         uint64_t bits = 0;
         for (int i = 0; i < 8; ++i) bits = (bits << 8) | p[i];
-        auto v = MakeValue(Type::kFloat);
+        auto v = New(Type::kFloat);
         std::memcpy(&v->float_value, &bits, sizeof(bits));
         Push(v);
         return false;
@@ -495,12 +595,12 @@ class Unpickler {
         return false;
       }
 
-      case ']': Push(MakeValue(Type::kList)); return false;
-      case ')': Push(MakeValue(Type::kTuple)); return false;
-      case '}': Push(MakeValue(Type::kDict)); return false;
-      case 0x8f: Push(MakeValue(Type::kSet)); return false;
+      case ']': Push(New(Type::kList)); return false;
+      case ')': Push(New(Type::kTuple)); return false;
+      case '}': Push(New(Type::kDict)); return false;
+      case 0x8f: Push(New(Type::kSet)); return false;
       case 'l': {
-        auto v = MakeValue(Type::kList);
+        auto v = New(Type::kList);
         v->items = PopMark();
         Push(v);
         return false;
@@ -517,13 +617,13 @@ class Unpickler {
         return false;
       }
       case 'd': {
-        auto v = MakeValue(Type::kDict);
+        auto v = New(Type::kDict);
         SetItems(v, PopMark());
         Push(v);
         return false;
       }
       case 0x91: {  // FROZENSET
-        auto v = MakeValue(Type::kSet);
+        auto v = New(Type::kSet);
         v->items = PopMark();
         Push(v);
         return false;
@@ -638,9 +738,26 @@ class Unpickler {
   std::vector<std::vector<PickleValuePtr>> metastack_;
   std::unordered_map<uint64_t, PickleValuePtr> memo_;
   PickleValuePtr result_;
+  // Every container made (kept alive until the end of the parse, so the index keys stay valid).
+  std::vector<PickleValuePtr> containers_;
+  // SETITEM(S) targets: str/int key -> position in dict_items.
+  std::unordered_map<const PickleValue*, std::unordered_map<std::string, size_t>> dict_index_;
+  // Containers of the validated result (their references are kept).
+  std::unordered_set<const PickleValue*> validated_;
 };
 
 }  // namespace
+
+PickleValue::~PickleValue() {
+  std::vector<PickleValuePtr> pending;
+  MoveChildren(this, &pending);
+  while (!pending.empty()) {
+    PickleValuePtr value = std::move(pending.back());
+    pending.pop_back();
+    // The last owner empties the value before it dies, so no destructor recurses.
+    if (value && value.use_count() == 1) MoveChildren(value.get(), &pending);
+  }
+}
 
 std::string PickleValue::TypeName() const {
   switch (type) {
@@ -690,6 +807,10 @@ PickleValuePtr ParsePickle(const std::string& bytes, const std::string& source) 
 }
 
 PickleValuePtr ReadPickle(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    MEGALOC_THROW(IoError, path << ": not a regular file (a directory, device, FIFO or socket)");
+  }
   return ParsePickle(ReadFileToString(path), path);
 }
 

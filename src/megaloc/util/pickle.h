@@ -10,6 +10,10 @@
 //
 // Unsupported opcodes (persistent ids, extension registry, out-of-band buffers) and truncated or
 // inconsistent streams raise FormatError naming the file, the byte offset and the opcode.
+//
+// Limits for untrusted files: the value tree may nest at most kMaxPickleDepth containers deep and
+// may not refer to itself (a cycle built with the memo); both are FormatErrors. Destroying a tree
+// never recurses, whatever its depth.
 
 #include <cstdint>
 #include <memory>
@@ -18,6 +22,9 @@
 #include <vector>
 
 namespace megaloc {
+
+// Deepest container nesting ParsePickle accepts (real data pickles nest < 10 levels).
+constexpr int kMaxPickleDepth = 1000;
 
 struct PickleValue;
 // Values are shared: the pickle memo can make several containers refer to the same object.
@@ -37,6 +44,12 @@ struct PickleValue {
     kDict,    // insertion order kept; keys may be any value
     kObject,  // global reference, possibly called (REDUCE / NEWOBJ / OBJ / INST) and built (BUILD)
   };
+
+  PickleValue() = default;
+  PickleValue(const PickleValue&) = default;
+  PickleValue& operator=(const PickleValue&) = default;
+  // Releases the children iteratively (a deeply nested tree must not overflow the stack).
+  ~PickleValue();
 
   Type type = Type::kNone;
   bool bool_value = false;
