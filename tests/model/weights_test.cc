@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <caffe2/serialize/inline_container.h>
+
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <sstream>
 
 #include "megaloc/model/megaloc.h"
@@ -209,6 +212,128 @@ TEST(WeightsTest, WrongArchitectureIsRejected) {
   EXPECT_TRUE(Contains(message, path)) << message;
   EXPECT_TRUE(Contains(message, "unexpected keys [fc.weight]")) << message;
   EXPECT_TRUE(Contains(message, "missing keys")) << message;
+}
+
+// A zip archive as torch.save writes it (stored records under "archive/"), with the given records.
+void WriteTorchArchive(const std::string& path, const std::vector<std::pair<std::string, std::string>>& records) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  caffe2::serialize::PyTorchStreamWriter writer([&file](const void* data, size_t size) {
+    file.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+    return size;
+  });
+  for (const auto& record : records) {
+    writer.writeRecord(record.first, record.second.data(), record.second.size());
+  }
+  writer.writeEndOfFile();
+}
+
+// data.pkl of an OrderedDict {"w": float tensor of `sizes`} on storage "0" of `numel_bytes`
+// (an 8-byte LONG1 numel), as WriteTorchZip lays it out.
+std::string StateDictPickle(const std::string& numel_le8, int64_t size0) {
+  auto str = [](const std::string& text) {
+    std::string out = "X";
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((text.size() >> (8 * i)) & 0xff));
+    return out + text;
+  };
+  auto int32 = [](int32_t v) {
+    std::string out = "J";
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+    return out;
+  };
+  std::string p = "\x80\x02" "ccollections\nOrderedDict\n)R(";
+  p += str("w") + "ctorch._utils\n_rebuild_tensor_v2\n((" + str("storage") + "ctorch\nFloatStorage\n" +
+       str("0") + str("cpu") + "\x8a\x08" + numel_le8 + "tQ" + int32(0) + "(" + int32(static_cast<int32_t>(size0)) +
+       "t(" + int32(1) + "t\x89" "ccollections\nOrderedDict\n)RtRu.";
+  return p;
+}
+
+// Issue 14, bad inputs 5, 8 and 10 for torch.save files: a 2 M-deep data.pkl (SIGSEGV), a data.pkl
+// whose central directory says it inflates to 2 GB (read before any check), a storage numel far
+// beyond its record (c10 backtrace).
+TEST(WeightsTest, HostileTorchZipsAreFormatErrors) {
+  const std::string dir = TempDir();
+  const std::string deep = JoinPaths(dir, "deep.torch");
+  WriteTorchArchive(deep, {{"data.pkl", "\x80\x02N" + std::string(2000000, '\x85') + "."}});
+  std::string message = ErrorOf<FormatError>([&] { ReadTorchZip(deep); });
+  EXPECT_TRUE(Contains(message, deep) && Contains(message, "nest deeper than 1000")) << message;
+
+  // A valid one-tensor file first (8 floats), then the same with a storage numel of 2^60.
+  const std::string ok = JoinPaths(dir, "ok.torch");
+  const std::string eight("\x08\0\0\0\0\0\0\0", 8);
+  WriteTorchArchive(ok, {{"data.pkl", StateDictPickle(eight, 8)}, {"data/0", std::string(32, '\0')}});
+  const TensorMap tensors = ReadTorchZip(ok);
+  ASSERT_EQ(tensors.count("w"), 1u);
+  EXPECT_EQ(tensors.at("w").numel(), 8);
+  const std::string huge = JoinPaths(dir, "huge_numel.torch");
+  WriteTorchArchive(huge, {{"data.pkl", StateDictPickle(std::string("\0\0\0\0\0\0\0\x10", 8), 8)},
+                           {"data/0", std::string(32, '\0')}});
+  message = ErrorOf<FormatError>([&] { ReadTorchZip(huge); });
+  EXPECT_TRUE(Contains(message, huge) && Contains(message, "too few for 1152921504606846976"))
+      << message;
+  // A tensor of 2^31 elements on a storage of 8 (size larger than the storage).
+  const std::string big = JoinPaths(dir, "big_view.torch");
+  WriteTorchArchive(big, {{"data.pkl", StateDictPickle(eight, 0x7fffffff)}, {"data/0", std::string(32, '\0')}});
+  message = ErrorOf<FormatError>([&] { ReadTorchZip(big); });
+  EXPECT_TRUE(Contains(message, big) && Contains(message, "exceeds its storage")) << message;
+
+  // Zip bomb: the central directory entry of data.pkl says deflated, 2 GB uncompressed.
+  std::string patched = ReadFileToString(ok);
+  const size_t entry = patched.find("PK\x01\x02");
+  ASSERT_NE(entry, std::string::npos);
+  patched.replace(entry + 10, 2, std::string("\x08\0", 2));     // method: deflate
+  patched.replace(entry + 24, 4, std::string("\0\0\0\x80", 4));  // uncompressed size: 2^31
+  const std::string bomb = JoinPaths(dir, "bomb.torch");
+  WriteBytes(bomb, patched);
+  message = ErrorOf<FormatError>([&] { ReadTorchZip(bomb); });
+  EXPECT_TRUE(Contains(message, bomb) && Contains(message, "data.pkl inflates to 2147483648 bytes"))
+      << message;
+}
+
+// Issue 14, bad input 10: overflowing safetensors shapes gave c10 backtraces.
+TEST(WeightsTest, OverflowingSafetensorsShapesAreFormatErrors) {
+  const std::string dir = TempDir();
+  auto write = [&](const std::string& name, const std::string& header, size_t data_bytes) {
+    const std::string path = JoinPaths(dir, name);
+    std::string bytes(8, '\0');
+    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+    WriteBytes(path, bytes + header + std::string(data_bytes, '\0'));
+    return path;
+  };
+  // 2^32 * 2^32 * 16 elements wrap to 0 = data_offsets [0, 0].
+  std::string path = write("wrap.safetensors",
+                           "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],"
+                           "\"data_offsets\":[0,0]}}",
+                           0);
+  std::string message = ErrorOf<FormatError>([&] { ReadSafetensors(path); });
+  EXPECT_TRUE(Contains(message, path) && Contains(message, "'w'") && Contains(message, "overflows"))
+      << message;
+  // numel * 4 wraps 64 bits: 2^62 floats claim 0 bytes.
+  path = write("wrap4.safetensors",
+               "{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", 0);
+  message = ErrorOf<FormatError>([&] { ReadSafetensors(path); });
+  EXPECT_TRUE(Contains(message, path) && Contains(message, "needs more bytes")) << message;
+  // An empty tensor with a huge dimension is fine (0 elements).
+  path = write("empty.safetensors",
+               "{\"w\":{\"dtype\":\"F32\",\"shape\":[1099511627776,0],\"data_offsets\":[0,0]}}", 0);
+  EXPECT_EQ(ReadSafetensors(path).at("w").numel(), 0);
+}
+
+// Issue 14, bad input 10: NaN/Inf weights loaded silently and gave NaN descriptors.
+TEST(WeightsTest, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  const std::string dir = TempDir();
+  TensorMap tensors = ReadSafetensors(TinyPath("megaloc_tiny_v2.safetensors"));
+  tensors["aggregator.linear.weight"] = tensors["aggregator.linear.weight"].clone();
+  tensors["aggregator.linear.weight"].view(-1)[3] = std::numeric_limits<float>::quiet_NaN();
+  tensors["aggregator.linear.weight"].view(-1)[5] = std::numeric_limits<float>::infinity();
+  const std::string path = JoinPaths(dir, "nan.safetensors");
+  WriteSafetensors(path, tensors);
+  std::ofstream(JoinPaths(dir, "config.json")) << ReadFileToString(TinyPath("config.json"));
+  ModelOptions options;
+  options.weights_path = path;
+  options.num_threads = 1;
+  const std::string message = ErrorOf<FormatError>([&] { MegaLocModel model(options); });
+  EXPECT_TRUE(Contains(message, path + ": tensor 'aggregator.linear.weight' has 2 NaN/Inf value(s)"))
+      << message;
 }
 
 TEST(WeightsTest, TruncatedGarbageAndWrongFormatFilesNameTheFile) {

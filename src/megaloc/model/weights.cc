@@ -44,6 +44,95 @@ uint64_t FileSizeOrThrow(const std::string& path) {
 }
 
 // ------------------------------------------------------------------------------------------------
+// zip central directory (record sizes before reading, against zip bombs)
+
+// Uncompressed size of each record of a zip archive, keyed by the name without its top-level
+// folder (as PyTorchStreamReader names records). Handles zip64. Throws FormatError.
+std::unordered_map<std::string, uint64_t> ZipRecordSizes(const std::string& path) {
+  const uint64_t file_size = fs::file_size(path);
+  std::ifstream file(path, std::ios::binary);
+  if (!file) MEGALOC_THROW(IoError, path << ": cannot open file");
+  auto bad = [&path](const std::string& why) {
+    MEGALOC_THROW(FormatError, path << ": not a readable torch.save zip archive (" << why << ")");
+  };
+  auto read_at = [&](uint64_t offset, uint64_t n) {
+    if (offset > file_size || n > file_size - offset) bad("central directory out of range");
+    std::string bytes(static_cast<size_t>(n), '\0');
+    file.seekg(static_cast<std::streamoff>(offset));
+    if (!file.read(bytes.data(), static_cast<std::streamsize>(n))) bad("read error");
+    return bytes;
+  };
+  auto le = [](const std::string& bytes, size_t at, int n) {
+    uint64_t value = 0;
+    for (int i = n - 1; i >= 0; --i) value = (value << 8) | static_cast<unsigned char>(bytes[at + i]);
+    return value;
+  };
+  const uint64_t tail_size = std::min<uint64_t>(file_size, 22 + 65535);
+  const std::string tail = read_at(file_size - tail_size, tail_size);
+  size_t eocd = std::string::npos;
+  for (size_t i = tail.size() >= 22 ? tail.size() - 22 + 1 : 0; i-- > 0;) {
+    if (le(tail, i, 4) == 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd == std::string::npos) bad("no end of central directory");
+  uint64_t num_entries = le(tail, eocd + 10, 2);
+  uint64_t directory_size = le(tail, eocd + 12, 4);
+  uint64_t directory_offset = le(tail, eocd + 16, 4);
+  if (num_entries == 0xFFFF || directory_size == 0xFFFFFFFF || directory_offset == 0xFFFFFFFF) {
+    const uint64_t eocd_offset = file_size - tail_size + eocd;
+    if (eocd_offset < 20) bad("no zip64 locator");
+    const std::string locator = read_at(eocd_offset - 20, 20);
+    if (le(locator, 0, 4) != 0x07064b50) bad("no zip64 locator");
+    const std::string eocd64 = read_at(le(locator, 8, 8), 56);
+    if (le(eocd64, 0, 4) != 0x06064b50) bad("bad zip64 end of central directory");
+    num_entries = le(eocd64, 32, 8);
+    directory_size = le(eocd64, 40, 8);
+    directory_offset = le(eocd64, 48, 8);
+  }
+  const std::string directory = read_at(directory_offset, directory_size);
+  std::unordered_map<std::string, uint64_t> sizes;
+  size_t at = 0;
+  for (uint64_t entry = 0; entry < num_entries; ++entry) {
+    if (directory.size() - at < 46 || le(directory, at, 4) != 0x02014b50) {
+      bad("bad central directory entry");
+    }
+    uint64_t compressed = le(directory, at + 20, 4);
+    uint64_t uncompressed = le(directory, at + 24, 4);
+    const size_t name_size = le(directory, at + 28, 2);
+    const size_t extra_size = le(directory, at + 30, 2);
+    const size_t comment_size = le(directory, at + 32, 2);
+    if (directory.size() - at - 46 < name_size + extra_size + comment_size) {
+      bad("bad central directory entry");
+    }
+    std::string name = directory.substr(at + 46, name_size);
+    // zip64 extended information: the 64-bit sizes replace the saturated 32-bit ones, in order.
+    for (size_t x = at + 46 + name_size; x + 4 <= at + 46 + name_size + extra_size;) {
+      const uint64_t id = le(directory, x, 2);
+      const size_t length = le(directory, x + 2, 2);
+      if (x + 4 + length > at + 46 + name_size + extra_size) break;
+      if (id == 0x0001) {
+        size_t field = x + 4;
+        if (uncompressed == 0xFFFFFFFF && field + 8 <= x + 4 + length) {
+          uncompressed = le(directory, field, 8);
+          field += 8;
+        }
+        if (compressed == 0xFFFFFFFF && field + 8 <= x + 4 + length) {
+          compressed = le(directory, field, 8);
+        }
+      }
+      x += 4 + length;
+    }
+    const size_t slash = name.find('/');
+    if (slash != std::string::npos) name = name.substr(slash + 1);
+    sizes[name] = uncompressed;
+    at += 46 + name_size + extra_size + comment_size;
+  }
+  return sizes;
+}
+
+// ------------------------------------------------------------------------------------------------
 // safetensors
 
 struct SafetensorsDtype {
@@ -81,6 +170,19 @@ const char* SafetensorsDtypeName(at::ScalarType type) {
   }
 }
 
+// Number of NaN/Inf elements of a floating tensor (0 for integer tensors). Float32 contiguous CPU
+// tensors are scanned in place, without a temporary mask.
+int64_t CountNonFinite(const at::Tensor& tensor) {
+  if (!at::isFloatingType(tensor.scalar_type())) return 0;
+  if (tensor.scalar_type() == at::kFloat && tensor.is_contiguous() && tensor.device().is_cpu()) {
+    const float* data = tensor.data_ptr<float>();
+    int64_t count = 0;
+    for (int64_t i = 0, n = tensor.numel(); i < n; ++i) count += !std::isfinite(data[i]);
+    return count;
+  }
+  return at::isfinite(tensor).logical_not().sum().item<int64_t>();
+}
+
 at::Tensor ToFloatIfFloating(const at::Tensor& tensor) {
   if (at::isFloatingType(tensor.scalar_type()) && tensor.scalar_type() != at::kFloat) {
     return tensor.to(at::kFloat);
@@ -105,7 +207,13 @@ struct PyObject {
   std::vector<PyRef> items;
   std::vector<std::pair<PyRef, PyRef>> dict;
   at::Tensor tensor;  // kTensor, or the 1-D storage of kStorage
+  int depth = 0;      // container nesting below this object, as built (see PickleReader::Nest)
 };
+
+// Deepest container nesting accepted in data.pkl (a state dict nests < 10 levels).
+constexpr int kMaxPickleDepth = 1000;
+// Largest data.pkl accepted (uncompressed); the pickle holds names and shapes, not tensor data.
+constexpr uint64_t kMaxPickleBytes = uint64_t{256} << 20;
 
 PyRef MakeObject(PyObject::Kind kind) {
   auto object = std::make_shared<PyObject>();
@@ -116,8 +224,19 @@ PyRef MakeObject(PyObject::Kind kind) {
 class PickleReader {
  public:
   PickleReader(const std::string& path, const char* data, size_t size,
-               caffe2::serialize::PyTorchStreamReader* archive)
-      : path_(path), data_(data), size_(size), archive_(archive) {}
+               caffe2::serialize::PyTorchStreamReader* archive,
+               const std::unordered_map<std::string, uint64_t>* record_sizes)
+      : path_(path), data_(data), size_(size), archive_(archive), record_sizes_(record_sizes) {}
+
+  // Unlinks every container made while parsing: objects built by the pickle may nest millions of
+  // levels deep (recursive destruction would overflow the stack) or refer to themselves through
+  // the memo (which shared_ptr alone would leak). Results taken from Run() must be used first.
+  ~PickleReader() {
+    for (const PyRef& object : containers_) {
+      object->items.clear();
+      object->dict.clear();
+    }
+  }
 
   PyRef Run() {
     while (true) {
@@ -165,27 +284,30 @@ class PickleReader {
         case 'T': PushString(ReadLe(4), PyObject::Kind::kString); break;     // BINSTRING
         case 'C': PushString(ReadU8(), PyObject::Kind::kBytes); break;       // SHORT_BINBYTES
         case 'B': PushString(ReadLe(4), PyObject::Kind::kBytes); break;      // BINBYTES
-        case ')': Push(MakeObject(PyObject::Kind::kTuple)); break;           // EMPTY_TUPLE
+        case ')': Push(Container(PyObject::Kind::kTuple)); break;           // EMPTY_TUPLE
         case 't': {                                                          // TUPLE
-          auto object = MakeObject(PyObject::Kind::kTuple);
+          auto object = Container(PyObject::Kind::kTuple);
           object->items = PopToMark();
+          NestAll(*object, object->items);
           Push(object);
           break;
         }
         case 0x85: case 0x86: case 0x87: {                                   // TUPLE1..3
           const size_t n = op - 0x84;
           if (stack_.size() < n) Fail("stack underflow");
-          auto object = MakeObject(PyObject::Kind::kTuple);
+          auto object = Container(PyObject::Kind::kTuple);
           object->items.assign(stack_.end() - n, stack_.end());
           stack_.resize(stack_.size() - n);
+          NestAll(*object, object->items);
           Push(object);
           break;
         }
-        case ']': Push(MakeObject(PyObject::Kind::kList)); break;            // EMPTY_LIST
+        case ']': Push(Container(PyObject::Kind::kList)); break;            // EMPTY_LIST
         case 'a': {                                                          // APPEND
           PyRef value = Pop();
           PyRef list = Top();
           if (list->kind != PyObject::Kind::kList) Fail("APPEND on a non-list");
+          Nest(*list, *value);
           list->items.push_back(value);
           break;
         }
@@ -193,15 +315,18 @@ class PickleReader {
           std::vector<PyRef> values = PopToMark();
           PyRef list = Top();
           if (list->kind != PyObject::Kind::kList) Fail("APPENDS on a non-list");
+          NestAll(*list, values);
           list->items.insert(list->items.end(), values.begin(), values.end());
           break;
         }
-        case '}': Push(MakeObject(PyObject::Kind::kDict)); break;            // EMPTY_DICT
+        case '}': Push(Container(PyObject::Kind::kDict)); break;            // EMPTY_DICT
         case 's': {                                                          // SETITEM
           PyRef value = Pop();
           PyRef key = Pop();
           PyRef dict = Top();
           if (dict->kind != PyObject::Kind::kDict) Fail("SETITEM on a non-dict");
+          Nest(*dict, *key);
+          Nest(*dict, *value);
           dict->dict.emplace_back(key, value);
           break;
         }
@@ -210,6 +335,7 @@ class PickleReader {
           PyRef dict = Top();
           if (dict->kind != PyObject::Kind::kDict) Fail("SETITEMS on a non-dict");
           if (values.size() % 2 != 0) Fail("odd number of SETITEMS values");
+          NestAll(*dict, values);
           for (size_t i = 0; i < values.size(); i += 2) {
             dict->dict.emplace_back(values[i], values[i + 1]);
           }
@@ -291,6 +417,21 @@ class PickleReader {
     }
   }
   void Push(PyRef object) { stack_.push_back(std::move(object)); }
+  PyRef Container(PyObject::Kind kind) {
+    PyRef object = MakeObject(kind);
+    containers_.push_back(object);
+    return object;
+  }
+  // Records that `parent` now holds `child`; rejects nesting deeper than kMaxPickleDepth.
+  void Nest(PyObject& parent, const PyObject& child) {
+    if (child.depth + 1 > parent.depth) parent.depth = child.depth + 1;
+    if (parent.depth > kMaxPickleDepth) {
+      Fail("containers nest deeper than " + std::to_string(kMaxPickleDepth) + " levels");
+    }
+  }
+  void NestAll(PyObject& parent, const std::vector<PyRef>& children) {
+    for (const PyRef& child : children) Nest(parent, *child);
+  }
   void PushInt(int64_t value) {
     auto object = MakeObject(PyObject::Kind::kInt);
     object->int_value = value;
@@ -351,7 +492,7 @@ class PickleReader {
     const std::string& name = callable->text;
     if (name == "collections.OrderedDict" || name == "builtins.dict" ||
         name == "__builtin__.dict") {
-      auto dict = MakeObject(PyObject::Kind::kDict);
+      auto dict = Container(PyObject::Kind::kDict);
       if (!args->items.empty() && args->items[0]->kind == PyObject::Kind::kList) {
         for (const auto& pair : args->items[0]->items) {
           if (pair->items.size() == 2) dict->dict.emplace_back(pair->items[0], pair->items[1]);
@@ -369,13 +510,19 @@ class PickleReader {
       if (sizes.size() != strides.size()) Fail("size and stride lengths differ");
       const int64_t storage_numel = storage->tensor.numel();
       int64_t extent = offset;
+      int64_t numel = 1;
       bool empty = false;
+      bool overflow = false;
       for (size_t i = 0; i < sizes.size(); ++i) {
         if (sizes[i] < 0 || strides[i] < 0) Fail("negative size or stride");
         if (sizes[i] == 0) empty = true;
-        extent += (sizes[i] - 1) * strides[i];
+        int64_t step = 0;
+        overflow |= __builtin_mul_overflow(sizes[i] == 0 ? 0 : sizes[i] - 1, strides[i], &step);
+        overflow |= __builtin_add_overflow(extent, step, &extent);
+        overflow |= __builtin_mul_overflow(numel, sizes[i], &numel);
       }
-      if (offset < 0 || (!empty && extent >= storage_numel)) {
+      // A state-dict tensor never has more elements than its storage (no expanded views).
+      if (offset < 0 || (!empty && (overflow || extent >= storage_numel || numel > storage_numel))) {
         Fail("tensor of size " + ShapeString(sizes) + " exceeds its storage of " +
              std::to_string(storage_numel) + " elements");
       }
@@ -418,6 +565,15 @@ class PickleReader {
     if (cached != storages_.end()) return cached->second;
     const std::string record = "data/" + key;
     if (!archive_->hasRecord(record)) Fail("storage record '" + record + "' is missing");
+    const size_t element_size = c10::elementSize(type_it->second);
+    const auto declared = record_sizes_->find(record);
+    if (declared == record_sizes_->end()) Fail("storage record '" + record + "' is missing");
+    // Checked before reading: a deflated record could expand to any size.
+    if (numel < 0 || static_cast<uint64_t>(numel) > declared->second / element_size) {
+      Fail("storage record '" + record + "' has " + std::to_string(declared->second) +
+           " bytes, too few for " + std::to_string(numel) + " elements of " +
+           std::to_string(element_size) + " bytes");
+    }
     at::DataPtr data;
     size_t record_size = 0;
     try {
@@ -425,8 +581,7 @@ class PickleReader {
     } catch (const c10::Error& error) {
       Fail("cannot read storage record '" + record + "': " + error.what_without_backtrace());
     }
-    const size_t element_size = c10::elementSize(type_it->second);
-    if (numel < 0 || record_size < static_cast<size_t>(numel) * element_size) {
+    if (record_size < static_cast<size_t>(numel) * element_size) {
       Fail("storage record '" + record + "' has " + std::to_string(record_size) +
            " bytes, expected " + std::to_string(numel * element_size));
     }
@@ -445,10 +600,12 @@ class PickleReader {
   size_t size_;
   size_t pos_ = 0;
   caffe2::serialize::PyTorchStreamReader* archive_;
+  const std::unordered_map<std::string, uint64_t>* record_sizes_;
   std::vector<PyRef> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, PyRef> memo_;
   std::unordered_map<std::string, PyRef> storages_;
+  std::vector<PyRef> containers_;
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -603,7 +760,13 @@ TensorMap ReadSafetensors(const std::string& path,
     for (const auto& dim : entry["shape"]) {
       if (!dim.is_number_integer() || dim.get<int64_t>() < 0) bad("bad shape");
       shape.push_back(dim.get<int64_t>());
-      numel *= static_cast<uint64_t>(shape.back());
+      if (__builtin_mul_overflow(numel, static_cast<uint64_t>(shape.back()), &numel)) {
+        bad("the element count of shape " + entry["shape"].dump() + " overflows 64 bits");
+      }
+    }
+    if (numel > data_size / static_cast<uint64_t>(dtype->size)) {
+      bad("shape " + entry["shape"].dump() + " of " + dtype_name + " needs more bytes than the " +
+          std::to_string(data_size) + " of the data section");
     }
     const auto& offsets = entry["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
@@ -612,7 +775,7 @@ TensorMap ReadSafetensors(const std::string& path,
     }
     const uint64_t begin = offsets[0].get<uint64_t>();
     const uint64_t end = offsets[1].get<uint64_t>();
-    if (begin > end || end - begin != numel * dtype->size) {
+    if (begin > end || end - begin != numel * static_cast<uint64_t>(dtype->size)) {
       bad("data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
           ") do not match shape " + ShapeString(shape) + " of " + dtype_name);
     }
@@ -643,6 +806,17 @@ TensorMap ReadTorchZip(const std::string& path) {
     MEGALOC_THROW(FormatError, path << ": zip archive has no data.pkl record (not a torch.save file;"
                                        " TorchScript archives are not supported)");
   }
+  // Sizes from the central directory, checked before anything is inflated (zip bombs).
+  const std::unordered_map<std::string, uint64_t> record_sizes = ZipRecordSizes(path);
+  const auto pickle_record = record_sizes.find("data.pkl");
+  if (pickle_record == record_sizes.end()) {
+    MEGALOC_THROW(FormatError, path << ": zip archive has no data.pkl record");
+  }
+  if (pickle_record->second > kMaxPickleBytes) {
+    MEGALOC_THROW(FormatError, path << ": data.pkl inflates to " << pickle_record->second
+                                    << " bytes, more than the limit of " << kMaxPickleBytes
+                                    << " (a state dict's pickle is a few hundred KB)");
+  }
   at::DataPtr pickle_data;
   size_t pickle_size = 0;
   try {
@@ -652,7 +826,7 @@ TensorMap ReadTorchZip(const std::string& path) {
                                     << ")");
   }
   PickleReader reader(path, static_cast<const char*>(pickle_data.get()), pickle_size,
-                      archive.get());
+                      archive.get(), &record_sizes);
   PyRef root = reader.Run();
   if (root->kind != PyObject::Kind::kDict) {
     MEGALOC_THROW(FormatError, path << ": the pickled object is not a dict of tensors");
@@ -914,6 +1088,16 @@ void LoadStateDictStrict(MegaLocNetImpl& net, const TensorMap& canonical,
     std::string message = out.str();
     if (!message.empty() && message.back() == ';') message.pop_back();
     throw FormatError(message);
+  }
+  // NaN/Inf weights would load silently and turn every descriptor into NaN.
+  for (const auto& item : parameters) {
+    const at::Tensor& source = canonical.at(item.key());
+    const int64_t non_finite = CountNonFinite(source);
+    if (non_finite > 0) {
+      MEGALOC_THROW(FormatError, path << ": tensor '" << item.key() << "' has " << non_finite
+                                      << " NaN/Inf value(s) of " << source.numel()
+                                      << "; refusing to load a corrupt checkpoint");
+    }
   }
   torch::NoGradGuard no_grad;
   for (auto& item : parameters) {
