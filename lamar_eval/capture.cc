@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -70,6 +71,10 @@ int64_t ParseTimestamp(const std::string& text, const std::string& path, int lin
 double ParseDouble(const std::string& text, const std::string& what, const std::string& path,
                    int line) {
   if (text.empty()) ThrowRowError(path, line, "empty value for " + what);
+  // Python's float() (scantools) has no hexadecimal floats nor "nan(...)", which strtod accepts.
+  if (text.find_first_of("xX(") != std::string::npos) {
+    ThrowRowError(path, line, "invalid number '" + text + "' for " + what);
+  }
   char* end = nullptr;
   errno = 0;
   const double value = std::strtod(text.c_str(), &end);
@@ -82,6 +87,16 @@ double ParseDouble(const std::string& text, const std::string& what, const std::
 void CheckNonEmptyId(const std::string& id, const std::string& what, const std::string& path,
                      int line) {
   if (id.empty()) ThrowRowError(path, line, "empty " + what);
+}
+
+// A (timestamp, device) key may appear once per file (Python's dicts would keep the last row
+// silently).
+void CheckUniqueKey(const Key& key, const std::string& path, int line, std::map<Key, int>* first_line) {
+  const auto inserted = first_line->emplace(key, line);
+  if (!inserted.second) {
+    ThrowRowError(path, line, "duplicate key (" + std::to_string(key.first) + ", " + key.second +
+                                  "), first given on line " + std::to_string(inserted.first->second));
+  }
 }
 
 // Pose.from_list: [qw, qx, qy, qz, tx, ty, tz] or the same followed by a 6x6 covariance.
@@ -283,10 +298,12 @@ Pose Session::SensorPose(const Trajectories& poses, const Key& key) const {
 
 Trajectories ReadTrajectories(const std::string& path) {
   Trajectories trajectories;
+  std::map<Key, int> first_line;
   for (const CsvRow& row : ReadCsv(path)) {
     if (row.fields.size() < 2) ThrowRowError(path, row.line, "expected timestamp, device_id, pose");
     const int64_t ts = ParseTimestamp(row.fields[0], path, row.line);
     CheckNonEmptyId(row.fields[1], "device_id", path, row.line);
+    CheckUniqueKey(Key(ts, row.fields[1]), path, row.line, &first_line);
     trajectories.Set(Key(ts, row.fields[1]), ParsePoseFields(row.fields, 2, path, row.line));
   }
   return trajectories;
@@ -363,6 +380,7 @@ std::vector<Sensor> ReadSensors(const std::string& path) {
 
 std::vector<std::pair<Key, std::string>> ReadImages(const std::string& path) {
   std::vector<std::pair<Key, std::string>> images;
+  std::map<Key, int> first_line;
   for (const CsvRow& row : ReadCsv(path)) {
     if (row.fields.size() != 3) {
       std::ostringstream reason;
@@ -372,6 +390,7 @@ std::vector<std::pair<Key, std::string>> ReadImages(const std::string& path) {
     const int64_t ts = ParseTimestamp(row.fields[0], path, row.line);
     CheckNonEmptyId(row.fields[1], "sensor_id", path, row.line);
     CheckNonEmptyId(row.fields[2], "image_path", path, row.line);
+    CheckUniqueKey(Key(ts, row.fields[1]), path, row.line, &first_line);
     images.emplace_back(Key(ts, row.fields[1]), row.fields[2]);
   }
   return images;
@@ -379,6 +398,7 @@ std::vector<std::pair<Key, std::string>> ReadImages(const std::string& path) {
 
 std::vector<Key> ReadQueryList(const std::string& path) {
   std::vector<Key> keys;
+  std::map<Key, int> first_line;
   for (const CsvRow& row : ReadCsv(path)) {
     if (row.fields.size() != 2) {
       std::ostringstream reason;
@@ -387,6 +407,7 @@ std::vector<Key> ReadQueryList(const std::string& path) {
     }
     const int64_t ts = ParseTimestamp(row.fields[0], path, row.line);
     CheckNonEmptyId(row.fields[1], "sensor or rig id", path, row.line);
+    CheckUniqueKey(Key(ts, row.fields[1]), path, row.line, &first_line);
     keys.emplace_back(ts, row.fields[1]);
   }
   return keys;

@@ -175,6 +175,10 @@ EvaluationResult EvaluatePoses(const EvaluationOptions& options) {
                                        ? JoinPaths(options.session_path, "queries.txt")
                                        : options.queries_path;
   const std::vector<Key> query_keys = ReadQueryList(queries_path);
+  if (query_keys.empty()) {
+    MEGALOC_THROW(FormatError, queries_path << ": no query keys (empty query list); nothing to "
+                                               "evaluate");
+  }
 
   Trajectories ground_truth;
   if (options.ground_truth_path.empty()) {

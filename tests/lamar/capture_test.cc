@@ -209,6 +209,31 @@ TEST(LamarCapture, MalformedFilesNameFileAndLine) {
   ExpectThrowContaining<FormatError>([&] { ReadImages(images); }, {images + ":1:", "expected 3 fields"});
 }
 
+// Issue 14, bad input 10: hexadecimal numbers were accepted (Python's float() refuses them) and a
+// repeated (timestamp, device) key silently replaced the earlier row.
+TEST(LamarCapture, HexNumbersAndDuplicateKeysAreRejected) {
+  const std::string dir = testing::TempDir();
+  const std::string traj = JoinPaths(dir, "trajectories.txt");
+  WriteText(traj, "1, rig, 1, 0, 0, 0, 0x1p3, 0, 0\n");
+  ExpectThrowContaining<FormatError>([&] { ReadTrajectories(traj); }, {traj + ":1:", "'0x1p3'", "tx"});
+  WriteText(traj, "1, rig, 1, 0, 0, 0, nan(12), 0, 0\n");
+  ExpectThrowContaining<FormatError>([&] { ReadTrajectories(traj); }, {traj + ":1:", "nan(12)"});
+  WriteText(traj, "1, rig, 1, 0, 0, 0, 1e-3, 0, 0\n2, rig, 1, 0, 0, 0, 0, 0, 0\n"
+                  "1, rig, 1, 0, 0, 0, 5, 0, 0\n");
+  ExpectThrowContaining<FormatError>([&] { ReadTrajectories(traj); },
+                                     {traj + ":3:", "duplicate key (1, rig)", "line 1"});
+  const std::string queries = JoinPaths(dir, "queries.txt");
+  WriteText(queries, "5, cam\n6, cam\n5, cam\n");
+  ExpectThrowContaining<FormatError>([&] { ReadQueryList(queries); },
+                                     {queries + ":3:", "duplicate key (5, cam)"});
+  const std::string images = JoinPaths(dir, "images.txt");
+  WriteText(images, "5, cam, a.jpg\n5, cam, b.jpg\n");
+  ExpectThrowContaining<FormatError>([&] { ReadImages(images); }, {images + ":2:", "duplicate key"});
+  // The same timestamp on another device is a different key.
+  WriteText(images, "5, cam, a.jpg\n5, cam2, b.jpg\n");
+  EXPECT_EQ(ReadImages(images).size(), 2u);
+}
+
 TEST(LamarCapture, MissingImageIsReported) {
   const std::string session = CopySession("query_val_phone");
   std::filesystem::remove(JoinPaths(session, "raw_data/ios_synth_000/images/1650000000000218.jpg"));

@@ -140,6 +140,18 @@ TEST(LamarEvaluation, MissingGroundTruthAndMalformedPosesAreErrors) {
   options = FixtureOptions("phone");
   options.poses_path = JoinPaths(dir, "does_not_exist.txt");
   EXPECT_THROW(EvaluatePoses(options), IoError);
+
+  // Issue 14, bad input 10: an empty query list scored every ground-truth key.
+  options = FixtureOptions("phone");
+  options.queries_path = JoinPaths(dir, "empty_queries.txt");
+  std::ofstream(options.queries_path) << "# timestamp, device_id\n";
+  try {
+    EvaluatePoses(options);
+    FAIL() << "no exception";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find(options.queries_path + ": no query keys"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(LamarEvaluation, CommandLineWritesJsonInPercent) {
