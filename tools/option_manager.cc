@@ -1,8 +1,10 @@
 #include "tools/option_manager.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <thread>
 
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
@@ -81,6 +83,31 @@ std::string ResolveWeightsPath(const std::string& given) {
   return "";
 }
 
+int ClampThreadCount(const std::string& option, int value) {
+  if (value == 0 || value < -1) {
+    MEGALOC_THROW(InvalidArgument, "--" << option << " must be -1 (all cores) or >= 1, not " << value);
+  }
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  if (value > cores) {
+    std::cerr << "WARNING: --" << option << " " << value << " exceeds the " << cores
+              << " cores of this machine; using " << cores << std::endl;
+    return cores;
+  }
+  return value;
+}
+
+void CheckModelCommandOptions(ModelOptions* options) {
+  const std::string& device = options->device;
+  bool valid = device == "cpu" || device == "cuda" || device == "auto";
+  if (!valid && device.rfind("cuda:", 0) == 0 && device.size() > 5) {
+    valid = device.find_first_not_of("0123456789", 5) == std::string::npos;
+  }
+  if (!valid) {
+    MEGALOC_THROW(InvalidArgument, "--device '" << device << "' is not one of cpu, cuda, cuda:N, auto");
+  }
+  options->num_threads = ClampThreadCount("num_threads", options->num_threads);
+}
+
 void AddPreprocessingOptions(po::options_description& options,
                              int* resize_max,
                              std::vector<int>* resize,
@@ -104,14 +131,20 @@ void AddPreprocessingOptions(po::options_description& options,
   options.add_options()
       ("resize", po::value<std::vector<int>>(resize)->multitoken(),
        ("Resize every image to W H (e.g. 322 322, the paper's evaluation size)." + fixed_default).c_str())
-      ("native", po::bool_switch(native), ("No resize (the authors' default path)." + native_default).c_str());
+      ("native", po::bool_switch(native), ("No resize (the authors' default path)." + native_default).c_str())
+      ("max_image_pixels", po::value<int64_t>()->default_value(defaults.max_image_pixels),
+       "Refuse images with more pixels than this (checked from the file header before decoding; "
+       "PIL's limit; 0: no limit).");
 }
 
-PreprocessingOptions ResolvePreprocessingOptions(const po::variables_map& vm,
-                                                 int resize_max,
-                                                 const std::vector<int>& resize,
-                                                 bool native,
-                                                 const PreprocessingOptions& defaults) {
+namespace {
+
+// --resize_max / --resize / --native.
+PreprocessingOptions ResolveResizeOptions(const po::variables_map& vm,
+                                          int resize_max,
+                                          const std::vector<int>& resize,
+                                          bool native,
+                                          const PreprocessingOptions& defaults) {
   const bool resize_max_given = vm.count("resize_max") && !vm["resize_max"].defaulted();
   const int num_modes = (resize_max_given ? 1 : 0) + (vm.count("resize") ? 1 : 0) + (native ? 1 : 0);
   if (num_modes > 1) {
@@ -134,6 +167,27 @@ PreprocessingOptions ResolvePreprocessingOptions(const po::variables_map& vm,
     options.resize_max = resize_max;
   }
   return options;
+}
+
+}  // namespace
+
+PreprocessingOptions ResolvePreprocessingOptions(const po::variables_map& vm,
+                                                 int resize_max,
+                                                 const std::vector<int>& resize,
+                                                 bool native,
+                                                 const PreprocessingOptions& defaults) {
+  const int64_t max_image_pixels =
+      vm.count("max_image_pixels") ? vm["max_image_pixels"].as<int64_t>() : defaults.max_image_pixels;
+  if (max_image_pixels < 0) MEGALOC_THROW(InvalidArgument, "--max_image_pixels must be >= 0");
+  PreprocessingOptions resolved = ResolveResizeOptions(vm, resize_max, resize, native, defaults);
+  resolved.max_image_pixels = max_image_pixels;
+  if (resolved.mode == ResizeMode::kFixed && max_image_pixels > 0 &&
+      static_cast<int64_t>(resolved.width) * resolved.height > max_image_pixels) {
+    MEGALOC_THROW(InvalidArgument, "--resize " << resolved.width << " " << resolved.height
+                                               << " makes images larger than --max_image_pixels "
+                                               << max_image_pixels);
+  }
+  return resolved;
 }
 
 }  // namespace megaloc

@@ -52,6 +52,15 @@ extern const char* const kOfficialWeightsUrl;
 // an error mentioning kOfficialWeightsUrl; callers that may find everything cached accept it).
 std::string ResolveWeightsPath(const std::string& given);
 
+// Checks --device and --num_threads of a model with plain one-line errors (InvalidArgument naming
+// the option) before ModelOptions::Check() would log "[file:line] Check failed"; a thread count
+// above the machine's cores is clamped to them with a warning on stderr.
+void CheckModelCommandOptions(ModelOptions* options);
+
+// `value` of a thread-count option (-1 = all cores, else >= 1): InvalidArgument otherwise; more than
+// the cores (std::thread::hardware_concurrency) is clamped to them with a warning.
+int ClampThreadCount(const std::string& option, int value);
+
 // Registers --resize_max N, --resize W H (fixed, e.g. 322 322) and --native on `options`, binding
 // to *resize_max, *resize and *native. `defaults` is what applies when none of them is given (the
 // help text says so): hloc's resize_max=1024 unless a command passes another default.

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <thread>
@@ -161,6 +162,66 @@ TEST(ExtractCommand, ExitCodesAndMessages) {
                      " --output_path " + JoinPaths(dir, "m2.h5") + " 2> " + log),
             0);
   EXPECT_NE(ReadFileToString(log).find("missing.h5"), std::string::npos);
+}
+
+// Issue 14, bad inputs 8-10: one image never aborts the run, and option errors are one plain line.
+TEST(ExtractCommand, BadImagesAndOptionsAreOneClearLineEach) {
+  ASSERT_TRUE(FileExists(MegalocExecutable()));
+  const std::string dir = TempDir();
+  const std::string log = JoinPaths(dir, "log.txt");
+  // An HDF5 name collision: the file holds image `sub.png` (first collection); the second
+  // collection has `sub.png/x.png` (a group inside that image's group). Only that image fails.
+  const std::string first = TempDir();
+  WriteSceneImage(first, "sub.png", 96, 80, 1);
+  const std::string output = JoinPaths(dir, "feats.h5");
+  ASSERT_EQ(RunShell(ExtractCommand(first, output) + " --quiet"), 0);
+  const std::string second = TempDir();
+  WriteSceneImage(second, "sub.png/x.png", 96, 80, 2);
+  WriteSceneImage(second, "good.png", 96, 80, 3);
+  EXPECT_EQ(RunShell(ExtractCommand(second, output) + " 2> " + log), 1);
+  std::string text = ReadFileToString(log);
+  EXPECT_NE(text.find("cannot store 'sub.png/x.png': 'sub.png' is also an image"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("1 of 2 images could not be processed"), std::string::npos) << text;
+  EXPECT_EQ(ReadAll(output).size(), 2u);  // sub.png and good.png
+
+  // A decompression bomb (here: a limit below the image size) fails alone, naming the file.
+  const std::string limited = JoinPaths(dir, "limited.h5");
+  EXPECT_EQ(RunShell(ExtractCommand(second, limited) + " --max_image_pixels 1000 2> " + log), 1);
+  text = ReadFileToString(log);
+  EXPECT_NE(text.find("good.png: image of 96x80 = 7680 pixels exceeds --max_image_pixels 1000"),
+            std::string::npos)
+      << text;
+
+  // Option errors: one line, no "[file.cc:N] Check failed", no backtrace.
+  const std::string base = MegalocExecutable() + " extract --image_path " + second +
+                           " --output_path " + JoinPaths(dir, "x.h5") + " --weights_path " +
+                           TinyWeightsPath();
+  const std::vector<std::pair<std::string, std::string>> bad_options = {
+      {"--device bogus", "ERROR: --device 'bogus' is not one of cpu, cuda, cuda:N, auto"},
+      {"--num_threads 0", "ERROR: --num_threads must be -1 (all cores) or >= 1, not 0"},
+      {"--batch_size 0", "ERROR: --batch_size must be >= 1"},
+      {"--max_image_pixels -1", "ERROR: --max_image_pixels must be >= 0"},
+      // Was a LibTorch backtrace per image; refused up front now.
+      {"--resize 99999 99999",
+       "ERROR: --resize 99999 99999 makes images larger than --max_image_pixels 89478485"},
+  };
+  for (const auto& [options, expected] : bad_options) {
+    EXPECT_EQ(RunShell(base + " " + options + " 2> " + log), 1) << options;
+    text = ReadFileToString(log);
+    EXPECT_NE(text.find(expected), std::string::npos) << options << ": " << text;
+    EXPECT_EQ(text.find("Check failed"), std::string::npos) << text;
+    EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  }
+  // --num_threads beyond the cores: clamped with a warning, the run succeeds.
+  const std::string list = JoinPaths(dir, "list.txt");
+  WriteFileAtomically(list, "good.png\n");
+  EXPECT_EQ(RunShell(base + " --quiet --resize_max 112 --num_threads 100000 --image_list " + list +
+                     " 2> " + log),
+            0)
+      << ReadFileToString(log);
+  EXPECT_NE(ReadFileToString(log).find("WARNING: --num_threads 100000 exceeds the"), std::string::npos)
+      << ReadFileToString(log);
 }
 
 }  // namespace

@@ -208,6 +208,72 @@ TEST(PreprocessingTest, SixteenBitAndAlphaPngs) {
   }
 }
 
+std::string BigEndianBytes(uint32_t v) {
+  return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                     static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+
+// Issue 14, bad input 8: a 1.1 MB 20000x20000 PNG decoded to 5.9 GB. The header is checked
+// against max_image_pixels (PIL's MAX_IMAGE_PIXELS by default) before anything is decoded.
+TEST(PreprocessingTest, DecompressionBombsAreRefusedFromTheHeader) {
+  const std::string dir = TempDir();
+  // Signature, IHDR of 20000x20000 RGB, IEND: nothing to decode, only the header says the size.
+  std::string png("\x89PNG\r\n\x1a\n", 8);
+  png += BigEndianBytes(13) + "IHDR" + BigEndianBytes(20000) + BigEndianBytes(20000) +
+         std::string("\x08\x02\x00\x00\x00", 5) + BigEndianBytes(0);
+  png += BigEndianBytes(0) + "IEND" + BigEndianBytes(0xAE426082);
+  const std::string bomb = dir + "/bomb.png";
+  WriteBytes(bomb, png);
+  const std::string message = ImageErrorOf(bomb);
+  EXPECT_NE(message.find(bomb + ": image of 20000x20000 = 400000000 pixels exceeds "
+                                "--max_image_pixels 89478485"),
+            std::string::npos)
+      << message;
+  // The same limit for JPEG (SOF header), here a real 100x70 image with a limit of 6999 pixels.
+  const cv::Mat image(70, 100, CV_8UC3, cv::Scalar(10, 200, 30));
+  std::vector<uint8_t> jpeg;
+  ASSERT_TRUE(cv::imencode(".jpg", image, jpeg));
+  const std::string small = dir + "/small.jpg";
+  WriteBytes(small, std::string(jpeg.begin(), jpeg.end()));
+  PreprocessingOptions options;
+  options.mode = ResizeMode::kNative;
+  options.max_image_pixels = 6999;
+  EXPECT_THROW(LoadAndPreprocessImage(small, options), ImageError);
+  options.max_image_pixels = 7000;
+  EXPECT_EQ(LoadAndPreprocessImage(small, options).width, 100);
+  options.max_image_pixels = 0;  // no limit
+  EXPECT_EQ(LoadAndPreprocessImage(small, options).height, 70);
+  // WebP (VP8L) and BMP headers too.
+  for (const char* ext : {".webp", ".bmp", ".png"}) {
+    std::vector<uint8_t> encoded;
+    ASSERT_TRUE(cv::imencode(ext, image, encoded,
+                             std::string(ext) == ".webp" ? std::vector<int>{cv::IMWRITE_WEBP_QUALITY, 101}
+                                                         : std::vector<int>{}));
+    const std::string path = dir + "/small" + ext;
+    WriteBytes(path, std::string(encoded.begin(), encoded.end()));
+    options.max_image_pixels = 6999;
+    EXPECT_THROW(LoadAndPreprocessImage(path, options), ImageError) << ext;
+    options.max_image_pixels = 7000;
+    EXPECT_EQ(LoadAndPreprocessImage(path, options).width, 100) << ext;
+  }
+}
+
+// Issue 14, bad input 10: a PNG with more than 1 KB after IEND was rejected as truncated (PIL
+// reads it). The chunks are walked now; a file cut before IEND is still truncated.
+TEST(PreprocessingTest, DataAfterPngIendIsAccepted) {
+  const std::string dir = TempDir();
+  const cv::Mat image(70, 100, CV_8UC3, cv::Scalar(1, 2, 3));
+  std::vector<uint8_t> encoded;
+  ASSERT_TRUE(cv::imencode(".png", image, encoded));
+  const std::string bytes(encoded.begin(), encoded.end());
+  WriteBytes(dir + "/trailing.png", bytes + std::string(5000, 'x'));
+  PreprocessingOptions options;
+  options.mode = ResizeMode::kNative;
+  EXPECT_EQ(LoadAndPreprocessImage(dir + "/trailing.png", options).width, 100);
+  WriteBytes(dir + "/cut.png", bytes.substr(0, bytes.size() - 12));  // IEND chunk removed
+  EXPECT_NE(ImageErrorOf(dir + "/cut.png").find("truncated PNG"), std::string::npos);
+}
+
 TEST(PreprocessingTest, ResizeMaxFollowsHloc) {
   PreprocessingOptions options;  // default: hloc resize_max 1024
   EXPECT_EQ(options.mode, ResizeMode::kResizeMax);

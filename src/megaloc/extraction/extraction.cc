@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -81,8 +83,11 @@ class DecodePool {
         try {
           result->image = LoadAndPreprocessImage(JoinPaths(root_, name), preprocessing_);
           result->ok = true;
-        } catch (const std::exception& e) {
+        } catch (const Error& e) {
           result->error = e.what();
+        } catch (const std::exception& e) {  // e.g. LibTorch out of memory: first line, no backtrace
+          const std::string what = e.what();
+          result->error = JoinPaths(root_, name) + ": " + what.substr(0, what.find('\n'));
         } catch (...) {
           result->error = JoinPaths(root_, name) + ": unknown error while decoding";
         }
@@ -306,10 +311,43 @@ ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* gi
     if (options.progress_callback) options.progress_callback(progress);
   };
 
-  auto run_batch = [&](std::vector<PendingImage>* batch) {
+  // One image the network cannot process (out of memory at --native on a huge image, a LibTorch
+  // error) fails alone: a failed batch is retried image by image, and the rest of the run goes on.
+  auto extract_or_report = [&](std::vector<PendingImage>* batch, DescriptorMatrix* descriptors) {
     std::vector<const PreprocessedImage*> images;
     for (const PendingImage& item : *batch) images.push_back(&item.decoded->image);
-    const DescriptorMatrix descriptors = model->Extract(images);
+    try {
+      *descriptors = model->Extract(images);
+      return true;
+    } catch (const std::exception& error) {
+      if (batch->size() == 1) {
+        std::string reason = error.what();
+        reason = reason.substr(0, reason.find('\n'));  // LibTorch appends a backtrace
+        const PendingImage& item = batch->front();
+        report_failure(item.name, JoinPaths(options.image_path, item.name) +
+                                      ": the model failed on this image (" +
+                                      std::to_string(item.decoded->image.width) + "x" +
+                                      std::to_string(item.decoded->image.height) +
+                                      " after preprocessing): " + reason);
+        batch->clear();
+      }
+      return false;
+    }
+  };
+
+  std::function<void(std::vector<PendingImage>*)> run_batch;
+  run_batch = [&](std::vector<PendingImage>* batch) {
+    DescriptorMatrix descriptors;
+    if (!extract_or_report(batch, &descriptors)) {
+      std::vector<PendingImage> all = std::move(*batch);
+      batch->clear();
+      for (PendingImage& item : all) {
+        std::vector<PendingImage> single;
+        single.push_back(std::move(item));
+        run_batch(&single);
+      }
+      return;
+    }
     MEGALOC_CHECK_EQ(static_cast<size_t>(descriptors.rows()), batch->size());
     for (size_t i = 0; i < batch->size(); ++i) {
       const PendingImage& item = (*batch)[i];
@@ -333,8 +371,40 @@ ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* gi
   std::map<std::pair<int, int>, std::vector<PendingImage>> pending;
   size_t num_pending = 0;
   const size_t max_pending = 4 * static_cast<size_t>(options.batch_size);
+  // HDF5 cannot hold both an image `sub` (a group) and an image `sub/x.jpg` (a group inside it).
+  std::unordered_map<std::string, std::string> name_conflicts;
+  {
+    std::unordered_set<std::string> images(existing.begin(), existing.end());
+    images.insert(work.begin(), work.end());
+    const std::unordered_set<std::string> in_file(existing.begin(), existing.end());
+    std::unordered_set<std::string> file_groups;
+    for (const std::string& name : existing) {
+      for (size_t p = name.find('/'); p != std::string::npos; p = name.find('/', p + 1)) {
+        file_groups.insert(name.substr(0, p));
+      }
+    }
+    for (const std::string& name : work) {
+      for (size_t p = name.find('/'); p != std::string::npos; p = name.find('/', p + 1)) {
+        const std::string parent = name.substr(0, p);
+        if (images.count(parent)) {
+          name_conflicts[name] = options.output_path + ": cannot store '" + name + "': '" + parent +
+                                 "' is also an image, and HDF5 cannot nest an image inside another";
+          break;
+        }
+      }
+      if (!name_conflicts.count(name) && file_groups.count(name) && !in_file.count(name)) {
+        name_conflicts[name] = options.output_path + ": cannot store '" + name +
+                               "': the file has images under '" + name + "/'";
+      }
+    }
+  }
   for (size_t i = 0; i < work.size(); ++i) {
     std::unique_ptr<DecodedImage> decoded = pool->Take(i);
+    const auto conflict = name_conflicts.find(work[i]);
+    if (conflict != name_conflicts.end()) {
+      report_failure(work[i], conflict->second);
+      continue;
+    }
     if (!decoded->ok) {
       report_failure(work[i], decoded->error);
       continue;

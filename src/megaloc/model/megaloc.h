@@ -43,6 +43,10 @@ struct PreprocessingOptions {
   // Output size for kFixed, in pixels (> 0).
   int width = 322;
   int height = 322;
+  // Largest image accepted, in pixels (width x height of the file, checked from the file header
+  // before decoding where the format allows: JPEG, PNG, WebP, BMP); 0 = no limit. Default = PIL's
+  // Image.MAX_IMAGE_PIXELS (89,478,485), against decompression bombs.
+  int64_t max_image_pixels = 89478485;
 
   bool Check() const;
   // Stable textual description recorded with the descriptors, e.g. "resize_max=1024",
@@ -74,8 +78,9 @@ PreprocessedImage LoadAndPreprocessImage(const std::string& path,
 // expanded, 16-bit RGB(A) -> high byte, 16-bit grey -> min(v, 255). With `hloc_decoding`, decodes as
 // hloc does instead (cv2.imread IMREAD_COLOR | IMREAD_IGNORE_ORIENTATION, BGR -> RGB; 16-bit grey
 // -> high byte). Throws ImageError naming the file and the reason.
+// Images larger than `max_image_pixels` (> 0) are an ImageError.
 void ReadRgbImage(const std::string& path, bool hloc_decoding, std::vector<uint8_t>* rgb,
-                  int* width, int* height);
+                  int* width, int* height, int64_t max_image_pixels = 89478485);
 
 // Preprocesses an already decoded interleaved 8-bit RGB image (height * width * 3 bytes).
 PreprocessedImage PreprocessRgbImage(const uint8_t* rgb,

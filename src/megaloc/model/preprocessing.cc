@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -77,15 +78,102 @@ bool IsTruncatedJpeg(const std::string& bytes) {
   return true;
 }
 
-// A PNG must end with an IEND chunk (libpng may decode all rows of a file cut after its last IDAT).
+uint32_t BigEndian32(const std::string& bytes, size_t at) {
+  return (static_cast<uint32_t>(static_cast<uint8_t>(bytes[at])) << 24) |
+         (static_cast<uint32_t>(static_cast<uint8_t>(bytes[at + 1])) << 16) |
+         (static_cast<uint32_t>(static_cast<uint8_t>(bytes[at + 2])) << 8) |
+         static_cast<uint32_t>(static_cast<uint8_t>(bytes[at + 3]));
+}
+uint32_t LittleEndian(const std::string& bytes, size_t at, int n) {
+  uint32_t value = 0;
+  for (int i = n - 1; i >= 0; --i) value = (value << 8) | static_cast<uint8_t>(bytes[at + i]);
+  return value;
+}
+
+// A PNG must reach its IEND chunk (libpng may decode all rows of a file cut after its last IDAT).
+// The chunks are walked from the signature, so data after IEND is allowed, as PIL allows it.
 bool IsTruncatedPng(const std::string& bytes) {
-  static const char kIend[] = {'I', 'E', 'N', 'D'};
-  const size_t size = bytes.size();
-  if (size < 12) return true;
-  for (size_t i = size > 1024 ? size - 1024 : 0; i + 4 <= size; ++i) {
-    if (std::memcmp(bytes.data() + i, kIend, 4) == 0) return false;
+  size_t at = 8;
+  while (at + 12 <= bytes.size()) {
+    const uint64_t length = BigEndian32(bytes, at);
+    if (std::memcmp(bytes.data() + at + 4, "IEND", 4) == 0) return false;
+    at += 12 + length;
   }
   return true;
+}
+
+// Width and height from the header of a JPEG, PNG, WebP or BMP file, without decoding it; false
+// for other formats or headers too short to tell.
+bool ImageHeaderSize(const std::string& bytes, uint64_t* width, uint64_t* height) {
+  const size_t size = bytes.size();
+  if (size >= 24 && static_cast<uint8_t>(bytes[0]) == 0x89 && bytes.compare(12, 4, "IHDR") == 0) {
+    *width = BigEndian32(bytes, 16);
+    *height = BigEndian32(bytes, 20);
+    return true;
+  }
+  if (size >= 4 && static_cast<uint8_t>(bytes[0]) == 0xFF && static_cast<uint8_t>(bytes[1]) == 0xD8) {
+    size_t at = 2;
+    while (at + 4 <= size) {
+      if (static_cast<uint8_t>(bytes[at]) != 0xFF) return false;
+      const uint8_t marker = static_cast<uint8_t>(bytes[at + 1]);
+      if (marker == 0xFF) {  // fill byte
+        ++at;
+        continue;
+      }
+      if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // no length field
+        at += 2;
+        continue;
+      }
+      const size_t length = (static_cast<uint8_t>(bytes[at + 2]) << 8) | static_cast<uint8_t>(bytes[at + 3]);
+      const bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 &&
+                       marker != 0xCC;
+      if (sof) {
+        if (at + 9 > size) return false;
+        *height = (static_cast<uint8_t>(bytes[at + 5]) << 8) | static_cast<uint8_t>(bytes[at + 6]);
+        *width = (static_cast<uint8_t>(bytes[at + 7]) << 8) | static_cast<uint8_t>(bytes[at + 8]);
+        return true;
+      }
+      if (marker == 0xDA || marker == 0xD9) return false;
+      at += 2 + length;
+    }
+    return false;
+  }
+  if (size >= 30 && bytes.compare(0, 4, "RIFF") == 0 && bytes.compare(8, 4, "WEBP") == 0) {
+    if (bytes.compare(12, 4, "VP8X") == 0) {
+      *width = uint64_t{LittleEndian(bytes, 24, 3)} + 1;
+      *height = uint64_t{LittleEndian(bytes, 27, 3)} + 1;
+      return true;
+    }
+    if (bytes.compare(12, 4, "VP8L") == 0 && static_cast<uint8_t>(bytes[20]) == 0x2F) {
+      const uint32_t bits = LittleEndian(bytes, 21, 4);
+      *width = (bits & 0x3FFF) + 1;
+      *height = ((bits >> 14) & 0x3FFF) + 1;
+      return true;
+    }
+    if (bytes.compare(12, 4, "VP8 ") == 0) {
+      *width = LittleEndian(bytes, 26, 2) & 0x3FFF;
+      *height = LittleEndian(bytes, 28, 2) & 0x3FFF;
+      return true;
+    }
+    return false;
+  }
+  if (size >= 26 && bytes.compare(0, 2, "BM") == 0) {
+    const auto w = static_cast<int32_t>(LittleEndian(bytes, 18, 4));
+    const auto h = static_cast<int32_t>(LittleEndian(bytes, 22, 4));
+    *width = static_cast<uint64_t>(std::abs(static_cast<int64_t>(w)));
+    *height = static_cast<uint64_t>(std::abs(static_cast<int64_t>(h)));
+    return true;
+  }
+  return false;
+}
+
+void CheckImagePixels(const std::string& path, uint64_t width, uint64_t height,
+                      int64_t max_image_pixels) {
+  if (max_image_pixels > 0 && width * height > static_cast<uint64_t>(max_image_pixels)) {
+    MEGALOC_THROW(ImageError, path << ": image of " << width << "x" << height << " = "
+                                   << width * height << " pixels exceeds --max_image_pixels "
+                                   << max_image_pixels << " (a decompression bomb?)");
+  }
 }
 
 bool StartsWith(const std::string& bytes, const unsigned char* magic, size_t n) {
@@ -93,6 +181,13 @@ bool StartsWith(const std::string& bytes, const unsigned char* magic, size_t n) 
 }
 
 cv::Mat Decode(const std::string& path, const std::string& bytes, int flags) {
+  // OpenCV's own log lines ("imread_: ...", "[ WARN:0@...]") name no file; failures are reported
+  // by the ImageError below instead.
+  static const bool silenced = [] {
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+    return true;
+  }();
+  (void)silenced;
   try {
     const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
                          const_cast<char*>(bytes.data()));
@@ -139,6 +234,7 @@ bool PreprocessingOptions::Check() const {
   CHECK_OPTION_GT(resize_max, 0);
   CHECK_OPTION_GT(width, 0);
   CHECK_OPTION_GT(height, 0);
+  CHECK_OPTION_GE(max_image_pixels, 0);
   return true;
 }
 
@@ -204,7 +300,7 @@ PreprocessedImage PreprocessRgbImage(const uint8_t* rgb, int width, int height,
 }
 
 void ReadRgbImage(const std::string& path, bool hloc_decoding, std::vector<uint8_t>* rgb_out,
-                  int* width, int* height) {
+                  int* width, int* height, int64_t max_image_pixels) {
   if (!FileExists(path)) {
     if (DirectoryExists(path)) MEGALOC_THROW(ImageError, path << ": is a directory, not an image");
     MEGALOC_THROW(ImageError, path << ": no such image file");
@@ -223,6 +319,11 @@ void ReadRgbImage(const std::string& path, bool hloc_decoding, std::vector<uint8
   }
   if (StartsWith(bytes, kPngMagic, 8) && IsTruncatedPng(bytes)) {
     MEGALOC_THROW(ImageError, path << ": truncated PNG file (no IEND chunk)");
+  }
+  uint64_t header_width = 0;
+  uint64_t header_height = 0;
+  if (ImageHeaderSize(bytes, &header_width, &header_height)) {
+    CheckImagePixels(path, header_width, header_height, max_image_pixels);
   }
 
   cv::Mat rgb;
@@ -246,6 +347,7 @@ void ReadRgbImage(const std::string& path, bool hloc_decoding, std::vector<uint8
       cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
     }
   }
+  CheckImagePixels(path, rgb.cols, rgb.rows, max_image_pixels);
   if (!rgb.isContinuous()) rgb = rgb.clone();
   *width = rgb.cols;
   *height = rgb.rows;
@@ -257,7 +359,8 @@ PreprocessedImage LoadAndPreprocessImage(const std::string& path,
   std::vector<uint8_t> rgb;
   int width = 0;
   int height = 0;
-  ReadRgbImage(path, options.mode == ResizeMode::kResizeMax, &rgb, &width, &height);
+  ReadRgbImage(path, options.mode == ResizeMode::kResizeMax, &rgb, &width, &height,
+               options.max_image_pixels);
   try {
     return PreprocessRgbImage(rgb.data(), width, height, options);
   } catch (const InvalidArgument& error) {
