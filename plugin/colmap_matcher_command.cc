@@ -26,6 +26,39 @@ void PrintNames(const std::string& title, const std::vector<std::string>& names,
   std::cout << "\n";
 }
 
+// The pair-graph options shared with `megaloc pairs` (pair_graph.h; docs/cli.md).
+void AddPairGraphOptions(po::options_description& desc, ColmapMatcherOptions* options) {
+  desc.add_options()
+      ("sequence_pattern", po::value<std::string>(&options->sequence_pattern),
+       "Regular expression defining the sequences for --sequential_overlap / --loop_closure (images "
+       "with the same first capture group form one sequence). Default: one sequence per folder.")
+      ("loop_closure", po::value<int>(&options->loop_closure)->default_value(0),
+       "Retrieval skips images of the same sequence at most M frames apart (0 = off).")
+      ("max_distance", po::value<double>(&options->max_distance)->default_value(-1.0),
+       "Drop retrieved pairs whose pose priors (the database's pose_priors table, COLMAP >= 3.10) are "
+       "more than D metres apart; < 0 = off.")
+      ("spatial_k", po::value<int>(&options->spatial_k)->default_value(0),
+       "Also pair every image with its K nearest images by pose prior (like spatial_matcher); 0 = off.")
+      ("qe_num", po::value<int>(&options->expansion.qe_num)->default_value(0),
+       "Alpha query expansion with the N best neighbours (0 = off).")
+      ("qe_alpha", po::value<float>(&options->expansion.qe_alpha)->default_value(3.0f),
+       "Exponent of the query-expansion weights.")
+      ("dba_num", po::value<int>(&options->expansion.dba_num)->default_value(0),
+       "Database-side augmentation with the N best neighbours (0 = off).")
+      ("dba_alpha", po::value<float>(&options->expansion.dba_alpha)->default_value(3.0f),
+       "Exponent of the DBA weights.")
+      ("connect", po::bool_switch(&options->connect),
+       "Add the fewest, most similar pairs that join all components of the pair graph.");
+}
+
+void PrintPairGraph(const ColmapMatcherStats& stats) {
+  std::cout << "Pair graph:        " << stats.graph.num_pairs << " unique pairs (" << stats.num_spatial_pairs
+            << " spatial, " << stats.num_connect_pairs << " connect), components "
+            << stats.graph_before_connect.num_components << " -> " << stats.graph.num_components
+            << std::fixed << std::setprecision(2) << ", mean degree " << stats.graph.mean_degree << "\n";
+  std::cout.unsetf(std::ios::floatfield);
+}
+
 }  // namespace
 
 int RunColmapMatcher(int argc, char** argv) {
@@ -92,6 +125,7 @@ int RunColmapMatcher(int argc, char** argv) {
       ("glomap", po::value<std::string>(&options.glomap_path),
        "Standalone GLOMAP executable for --mapper global (any COLMAP version).");
   AddPreprocessingOptions(desc, &resize_max, &resize, &native);
+  AddPairGraphOptions(desc, &options);
 
   po::variables_map vm;
   const ParseResult parsed = ParseCommandLine(
@@ -152,6 +186,7 @@ int RunColmapMatcher(int argc, char** argv) {
               << "Pairs:             " << stats.num_pairs << " unique (" << stats.num_retrieval_pairs
               << " retrieved, " << stats.num_sequential_pairs << " sequential) for " << stats.num_matched_images
               << " images -> " << stats.pairs_path << "\n";
+    PrintPairGraph(stats);
     if (stats.num_pairs == 0) {
       std::cout << "WARNING: no pairs (every retrieval score is below --min_score); COLMAP has nothing to match\n";
     }

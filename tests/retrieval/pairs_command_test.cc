@@ -240,5 +240,39 @@ TEST(PairsCommand, PositionPriors) {
       << output;
 }
 
+// The retrieval GEMM can be routed to oneDNN (auto on generic OpenBLAS cores): same pairs.
+TEST(PairsCommand, GemmBackends) {
+  const std::string dir = testing::TempDir();
+  const std::string h5 = JoinPaths(dir, "gemm.h5");
+  std::vector<std::string> names;
+  for (int i = 0; i < 40; ++i) names.push_back("img" + std::to_string(100 + i) + ".jpg");
+  WriteRandomDescriptors(h5, names, 96, 11);
+  auto run = [&](const std::string& mode, const std::string& extra, std::string* output) {
+    const std::string pairs = JoinPaths(dir, "gemm_" + mode + ".txt");
+    const std::string log = JoinPaths(dir, "gemm_" + mode + ".log");
+    const int rc = testing::RunShell("MEGALOC_RETRIEVAL_GEMM=" + mode + " '" + testing::MegalocExecutable() +
+                                     "' pairs --descriptors '" + h5 + "' --output_path '" + pairs +
+                                     "' --num_matched 5 --min_score -1 --memory_limit 64KiB " + extra + " > '" +
+                                     log + "' 2>&1");
+    *output = ReadFileToString(log);
+    EXPECT_EQ(rc, 0) << *output;
+    std::set<std::pair<std::string, std::string>> got;
+    for (const auto& p : ReadPairs(pairs)) got.insert({p.name1, p.name2});
+    return got;
+  };
+  std::string blas_output, dnnl_output;
+  const auto blas = run("blas", "", &blas_output);
+  const auto dnnl = run("dnnl", "", &dnnl_output);
+  EXPECT_EQ(blas, dnnl);
+  EXPECT_EQ(blas.size(), 200u);
+  EXPECT_NE(blas_output.find("GFLOP/s"), std::string::npos) << blas_output;
+  if (dnnl_output.find("oneDNN dnnl_sgemm") == std::string::npos) {
+    GTEST_SKIP() << "libdnnl not loadable here: " << dnnl_output;
+  }
+  EXPECT_EQ(blas_output.find("oneDNN"), std::string::npos) << blas_output;
+  // The generic engine (query blocks) too.
+  EXPECT_EQ(run("dnnl", "--query_prefix img1", &dnnl_output), run("blas", "--query_prefix img1", &blas_output));
+}
+
 }  // namespace
 }  // namespace megaloc

@@ -253,7 +253,9 @@ int RunPairs(int argc, char** argv) {
     std::cout << ")\n"
               << "Backend:          " << SearchBackendToString(options.search.backend);
     if (options.search.backend == SearchBackend::kExact) {
-      std::cout << " (blocks " << stats.search.query_block << " x " << stats.search.db_block
+      std::cout << " (" << RetrievalGemmBackend() << ", "
+                << (stats.search.gemm_seconds > 0 ? stats.search.gemm_flops / stats.search.gemm_seconds * 1e-9 : 0.0)
+                << " GFLOP/s; blocks " << stats.search.query_block << " x " << stats.search.db_block
                 << ", " << stats.search.num_db_passes << " database pass(es), buffers "
                 << FormatBytes(static_cast<double>(stats.search.working_bytes)) << ")";
     }

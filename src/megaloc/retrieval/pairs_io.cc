@@ -8,6 +8,7 @@
 #include <sstream>
 #include <utility>
 
+#include "megaloc/retrieval/pair_graph.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/string_utils.h"
@@ -76,14 +77,11 @@ std::vector<ImagePair> MergePairs(const std::vector<std::vector<ImagePair>>& lis
 std::vector<ImagePair> SequentialPairs(std::vector<std::string> names, int num_neighbors) {
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
-  std::vector<ImagePair> pairs;
-  if (num_neighbors <= 0) return pairs;
-  for (size_t i = 0; i < names.size(); ++i) {
-    for (size_t j = i + 1; j < names.size() && j <= i + static_cast<size_t>(num_neighbors); ++j) {
-      pairs.push_back({names[i], names[j]});
-    }
-  }
-  return pairs;
+  if (num_neighbors <= 0) return {};
+  SequenceOptions options;
+  options.overlap = num_neighbors;
+  options.pattern = "^";  // every name matches with the same (empty) text: one sequence
+  return SequentialPairs(names, options);
 }
 
 std::string FormatPairs(const std::vector<ImagePair>& pairs) {

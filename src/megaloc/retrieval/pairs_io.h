@@ -47,7 +47,8 @@ std::vector<ImagePair> MergePairs(const std::vector<std::vector<ImagePair>>& lis
 
 // Sequential neighbours for video captures: sorts `names` (byte order) and pairs each image with
 // the next `num_neighbors` images in that order (i, i+1 .. i+num_neighbors). Each unordered pair
-// occurs once, oriented (earlier, later). num_neighbors <= 0 gives no pairs.
+// occurs once, oriented (earlier, later). num_neighbors <= 0 gives no pairs. All names form ONE
+// sequence; pair_graph.h SequentialPairs(names, SequenceOptions) splits them by folder or pattern.
 std::vector<ImagePair> SequentialPairs(std::vector<std::string> names, int num_neighbors);
 
 // Serialises pairs: "<name1> <name2>\n" per pair. Throws InvalidArgument on a bad name.

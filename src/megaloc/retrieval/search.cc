@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <unordered_set>
 
 #include <cblas.h>
+#include <dlfcn.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -16,8 +18,11 @@
 #include "megaloc/util/string_utils.h"
 #include "megaloc/util/timer.h"
 
-// OpenBLAS-specific thread control; weak so that another CBLAS also links (then it is a no-op).
+// OpenBLAS-specific thread control and core detection; weak so that another CBLAS also links
+// (then they are no-ops).
 #pragma weak openblas_set_num_threads
+#pragma weak openblas_get_corename
+extern "C" char* openblas_get_corename();
 
 namespace megaloc {
 namespace {
@@ -75,6 +80,64 @@ struct HeapRef {
     }
   }
 };
+
+// oneDNN's row-major sgemm (libdnnl, a LibTorch dependency), looked up at run time.
+using DnnlSgemmFn = int (*)(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha,
+                            const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                            float* c, int64_t ldc);
+
+struct GemmBackend {
+  DnnlSgemmFn dnnl = nullptr;
+  std::string name;
+};
+
+// OpenBLAS cores without AVX kernels: what OpenBLAS 0.3.21 falls back to on CPUs it does not know
+// (e.g. Emerald Rapids is detected as "Prescott", about 5x below the machine's sgemm rate).
+bool IsGenericOpenBlasCore(const std::string& core) {
+  for (const char* generic : {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom",
+                              "Katmai", "Coppermine", "Northwood", "Banias", "Opteron",
+                              "Barcelona", "Generic", "x86_64", "Unknown"}) {
+    if (core == generic) return true;
+  }
+  return false;
+}
+
+// MEGALOC_RETRIEVAL_GEMM = blas | dnnl | auto (default): auto takes oneDNN when the BLAS is an
+// OpenBLAS that detected a generic core and libdnnl can be loaded.
+const GemmBackend& RetrievalGemm() {
+  static const GemmBackend backend = [] {
+    GemmBackend b;
+    const std::string core = openblas_get_corename != nullptr ? openblas_get_corename() : "";
+    const char* env = std::getenv("MEGALOC_RETRIEVAL_GEMM");
+    const std::string mode = env != nullptr ? env : "auto";
+    const bool want_dnnl = mode == "dnnl" || (mode != "blas" && IsGenericOpenBlasCore(core));
+    if (want_dnnl) {
+      void* symbol = dlsym(RTLD_DEFAULT, "dnnl_sgemm");
+      if (symbol == nullptr) {
+        void* handle = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+        if (handle == nullptr) handle = dlopen("libdnnl.so.3", RTLD_NOW | RTLD_LOCAL);
+        if (handle != nullptr) symbol = dlsym(handle, "dnnl_sgemm");
+      }
+      b.dnnl = reinterpret_cast<DnnlSgemmFn>(symbol);
+    }
+    const std::string blas = core.empty() ? "CBLAS" : "OpenBLAS " + core;
+    b.name = b.dnnl != nullptr ? "oneDNN dnnl_sgemm (" + blas + " bypassed)" : blas;
+    return b;
+  }();
+  return backend;
+}
+
+// Row-major C (m x n) = A (m x k) * B (n x k)^T.
+void SgemmAbt(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c) {
+  const GemmBackend& backend = RetrievalGemm();
+  if (backend.dnnl != nullptr) {
+    backend.dnnl('N', 'T', m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
+              static_cast<int>(k), 1.0f, a, static_cast<int>(k), b, static_cast<int>(k), 0.0f, c,
+              static_cast<int>(n));
+}
 
 void SetBlasThreads(int num_threads) {
   if (num_threads > 0 && openblas_set_num_threads != nullptr) {
@@ -301,10 +364,9 @@ SearchResult ExactSearch(const DescriptorSource& queries,
       local_stats.read_seconds += read_timer.ElapsedSeconds();
 
       Timer gemm_timer;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(q_count),
-                  static_cast<int>(d_count), dim, 1.0f, q_data, dim, d_data, dim, 0.0f, sims.data(),
-                  static_cast<int>(d_count));
+      SgemmAbt(q_count, d_count, dim, q_data, d_data, sims.data());
       local_stats.gemm_seconds += gemm_timer.ElapsedSeconds();
+      local_stats.gemm_flops += 2.0 * q_count * d_count * dim;
 
       Timer topk_timer;
 #ifdef _OPENMP
@@ -424,17 +486,20 @@ SearchResult SymmetricSearch(const DescriptorSource& x,
       }
       local_stats.read_seconds += read_timer.ElapsedSeconds();
       Timer gemm_timer;
-      if (j0 == i0) {
+      if (j0 == i0 && RetrievalGemm().dnnl != nullptr) {
+        SgemmAbt(ci, ci, dim, data_i, data_i, sims.data());  // oneDNN has no syrk
+        local_stats.gemm_flops += 2.0 * ci * ci * dim;
+      } else if (j0 == i0) {
         // Diagonal block: only its upper triangle (ssyrk), mirrored below.
+        local_stats.gemm_flops += 1.0 * ci * (ci + 1) * dim;
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, static_cast<int>(ci), dim, 1.0f,
                     data_i, dim, 0.0f, sims.data(), static_cast<int>(ci));
         for (int64_t r = 1; r < ci; ++r) {
           for (int64_t c = 0; c < r; ++c) sims[r * ci + c] = sims[c * ci + r];
         }
       } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(ci),
-                    static_cast<int>(cj), dim, 1.0f, data_i, dim, data_j, dim, 0.0f, sims.data(),
-                    static_cast<int>(cj));
+        SgemmAbt(ci, cj, dim, data_i, data_j, sims.data());
+        local_stats.gemm_flops += 2.0 * ci * cj * dim;
       }
       local_stats.gemm_seconds += gemm_timer.ElapsedSeconds();
       Timer topk_timer;
@@ -574,6 +639,8 @@ SearchResult Search(const DescriptorMatrix& queries,
   MatrixDescriptorSource d(db.data(), db.rows(), std::max(dim, 1));
   return Search(q, d, options, query_ids, db_ids, stats);
 }
+
+std::string RetrievalGemmBackend() { return RetrievalGemm().name; }
 
 double RecallAtK(const SearchResult& exact, const SearchResult& approx) {
   MEGALOC_CHECK_EQ(exact.num_queries, approx.num_queries);

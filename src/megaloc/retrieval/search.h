@@ -168,7 +168,8 @@ struct SearchStats {
   int64_t db_block = 0;          // rows per database block (exact engine)
   int64_t num_db_passes = 0;     // how many times the database was streamed
   int64_t working_bytes = 0;     // bytes of the engine's buffers (<= memory_limit for kExact)
-  double gemm_seconds = 0.0;     // time in cblas_sgemm
+  double gemm_seconds = 0.0;     // time in the sgemm (see RetrievalGemmBackend)
+  double gemm_flops = 0.0;       // floating-point operations of the exact engine's sgemm/ssyrk calls
   double read_seconds = 0.0;     // time reading/converting blocks (DescriptorSource::ReadRows)
   double topk_seconds = 0.0;     // time maintaining the running top-k
   double build_seconds = 0.0;    // faiss: index construction (train + add)
@@ -202,6 +203,12 @@ void ExactBlockSizes(int64_t num_queries,
                      int64_t* query_block,
                      int64_t* db_block,
                      int64_t* working_bytes);
+
+// The GEMM the exact engine uses, e.g. "OpenBLAS SkylakeX" or "oneDNN dnnl_sgemm (OpenBLAS Prescott
+// bypassed)": OpenBLAS unless it detected a generic core without AVX kernels (Prescott, ..., as
+// OpenBLAS 0.3.21 does on CPUs newer than itself) and libdnnl (oneDNN, which picks its ISA at run
+// time) can be loaded. Environment MEGALOC_RETRIEVAL_GEMM=blas|dnnl forces one (read once).
+std::string RetrievalGemmBackend();
 
 // Fraction of results of `approx` found in `exact` (recall@k, averaged over queries; the set of
 // valid exact results is the denominator). Both must have the same num_queries.
