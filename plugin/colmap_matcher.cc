@@ -76,6 +76,9 @@ bool ColmapMatcherOptions::Check() const {
   CHECK_OPTION(!image_path.empty());
   CHECK_OPTION_GE(num_matched, 1);
   CHECK_OPTION_GE(sequential_overlap, 0);
+  CHECK_OPTION_GE(loop_closure, 0);
+  CHECK_OPTION_GE(spatial_k, 0);
+  CHECK_OPTION(expansion.Check());
   CHECK_OPTION_GE(batch_size, 1);
   CHECK_OPTION_GE(num_workers, 1);
   CHECK_OPTION(!colmap_path.empty());
@@ -146,25 +149,38 @@ std::vector<ImagePair> ColmapRetrievalPairs(const std::vector<std::string>& name
                                             const std::string& descriptors_path,
                                             const ColmapMatcherOptions& options,
                                             ColmapMatcherStats* stats) {
-  std::vector<ImagePair> retrieval;
-  if (names.size() >= 2) {
-    const auto file = DescriptorFile::Open(descriptors_path, DescriptorFile::Mode::kRead);
-    HdfDescriptorSource source({file.get()}, names, std::vector<int>(names.size(), 0));
-    SearchOptions search;
-    search.num_neighbors = options.num_matched;
-    search.min_score = options.min_score;
-    search.num_threads = options.num_threads;
-    search.memory_limit = options.retrieval_memory_limit;
-    const std::vector<ScoredImagePair> scored = RetrievePairs(names, source, names, source, search);
-    retrieval.reserve(scored.size());
-    for (const ScoredImagePair& pair : scored) retrieval.push_back(pair.pair);
-    if (stats != nullptr) stats->descriptor_dim = source.Dim();
-  }
-  const std::vector<ImagePair> sequential = SequentialPairs(names, options.sequential_overlap);
-  std::vector<ImagePair> merged = MergePairs({retrieval, sequential});
+  PairGraphOptions graph;
+  graph.search.num_neighbors = options.num_matched;
+  graph.search.min_score = options.min_score;
+  graph.search.num_threads = options.num_threads;
+  graph.search.memory_limit = options.retrieval_memory_limit;
+  graph.sequence.overlap = options.sequential_overlap;
+  graph.sequence.pattern = options.sequence_pattern;
+  graph.sequence.loop_closure = options.loop_closure;
+  graph.max_distance = options.max_distance;
+  graph.spatial_k = options.spatial_k;
+  graph.expansion = options.expansion;
+  graph.connect = options.connect;
+  PositionPriors priors;
+  const bool use_priors = options.max_distance >= 0.0 || options.spatial_k > 0;
+  if (use_priors) priors = ReadColmapPositionPriors(options.database_path);
+  const auto file = DescriptorFile::Open(descriptors_path, DescriptorFile::Mode::kRead);
+  HdfDescriptorSource source({file.get()}, names, std::vector<int>(names.size(), 0));
+  const PairGraphResult result = BuildPairGraph(names, source, use_priors ? &priors : nullptr, graph);
+  std::vector<ImagePair> all;
+  all.reserve(result.pairs.size());
+  for (const ScoredImagePair& pair : result.pairs) all.push_back(pair.pair);
+  std::vector<ImagePair> merged = UniquePairs(all);
   if (stats != nullptr) {
-    stats->num_retrieval_pairs = static_cast<int64_t>(retrieval.size());
-    stats->num_sequential_pairs = static_cast<int64_t>(sequential.size());
+    stats->descriptor_dim = names.empty() ? 0 : source.Dim();
+    stats->num_retrieval_pairs = result.num_retrieval;
+    SequenceOptions sequence = graph.sequence;
+    stats->num_sequential_pairs = static_cast<int64_t>(SequentialPairs(names, sequence).size());
+    stats->num_spatial_pairs = result.num_spatial;
+    stats->num_connect_pairs = result.num_connect;
+    stats->num_with_prior = result.num_with_prior;
+    stats->graph_before_connect = result.before_connect;
+    stats->graph = result.after;
     stats->num_pairs = static_cast<int64_t>(merged.size());
   }
   return merged;

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "megaloc/model/megaloc.h"
+#include "megaloc/retrieval/pair_graph.h"
 #include "megaloc/retrieval/pairs_io.h"
 #include "megaloc/retrieval/position_priors.h"
 #include "plugin/colmap_executable.h"
@@ -39,8 +40,20 @@ struct ColmapMatcherOptions {
   // Retrieval pairs with a score below this are dropped. Default: keep all (like the vocabulary
   // tree matcher, every image gets num_matched candidates); hloc's pairs_from_retrieval uses 0.
   float min_score = -std::numeric_limits<float>::infinity();
-  // Also pair every image with the next N images in sorted-name order (0 = off), for video.
+  // Also pair every image with the next N images of its sequence (0 = off), for video. Sequences:
+  // one per folder, or by `sequence_pattern` (pair_graph.h SequenceOptions).
   int sequential_overlap = 0;
+  std::string sequence_pattern;
+  // Retrieval skips images of the same sequence at most this many frames apart (0 = off).
+  int loop_closure = 0;
+  // Position priors from the database's own pose_priors table (COLMAP >= 3.10): drop retrieval
+  // pairs farther apart than max_distance metres (< 0 = off), add the spatial_k nearest (0 = off).
+  double max_distance = -1.0;
+  int spatial_k = 0;
+  // αQE / DBA before retrieval (pair_graph.h).
+  QueryExpansionOptions expansion;
+  // Add the fewest, most similar pairs that join all components (pair_graph.h ConnectPairGraph).
+  bool connect = false;
   // Descriptor cache (hloc global-descriptor HDF5). "" = DefaultDescriptorsPath(database_path).
   // Images already in it are not extracted again; new descriptors are appended.
   std::string descriptors_path;
@@ -99,7 +112,12 @@ struct ColmapMatcherStats {
   int64_t num_matched_images = 0;     // images that took part in retrieval
   int descriptor_dim = 0;
   int64_t num_retrieval_pairs = 0;    // before de-duplication (query -> db, both orientations)
-  int64_t num_sequential_pairs = 0;
+  int64_t num_sequential_pairs = 0;  // sequential neighbours (also those retrieval had)
+  int64_t num_spatial_pairs = 0;     // spatial pairs new to the list
+  int64_t num_connect_pairs = 0;     // pairs added by `connect`
+  int64_t num_with_prior = 0;        // images with a pose prior (max_distance / spatial_k)
+  PairGraphStats graph_before_connect;
+  PairGraphStats graph;              // the written list
   int64_t num_pairs = 0;              // unique unordered pairs written
   std::string descriptors_path;
   std::string pairs_path;
@@ -136,8 +154,11 @@ std::string DefaultDescriptorsPath(const std::string& database_path);
 std::string DefaultPairsPath(const std::string& database_path);
 
 // Retrieval pairs of `names` with the descriptors of `descriptors_path`: top num_matched per image
-// (self excluded, score >= min_score), then sequential neighbours, de-duplicated as COLMAP does
-// (first orientation of every unordered pair). Counts go to stats (may be null).
+// (self excluded, score >= min_score; loop closure, αQE/DBA, max_distance as set), then sequential
+// neighbours, spatial neighbours and connecting pairs (BuildPairGraph, the same code as `megaloc
+// pairs`), de-duplicated as COLMAP does (first orientation of every unordered pair). Position
+// priors are read from options.database_path when max_distance or spatial_k is set. Counts go to
+// stats (may be null).
 std::vector<ImagePair> ColmapRetrievalPairs(const std::vector<std::string>& names,
                                             const std::string& descriptors_path,
                                             const ColmapMatcherOptions& options,
