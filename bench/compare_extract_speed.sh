@@ -59,7 +59,14 @@ rm -f "$WORK/ours.h5"
 /usr/bin/time -v "$MEGALOC" extract --image_path "$WORK/images" --output_path "$WORK/ours.h5" \
   --weights_path "$WEIGHTS" "${OURS_RESIZE[@]}" --as_half 0 --batch_size "$BATCH" \
   --num_threads "$THREADS" ${EXTRA_FLAGS:-} > "$WORK/ours.log" 2>&1 || { cat "$WORK/ours.log"; exit 1; }
-OURS_RATE=$(grep -oE '[0-9.]+ img/s' "$WORK/ours.log" | tail -1 | cut -d' ' -f1)
+# images / seconds of the closing line "Extracted N of M images in [Hh][Mm]S.Ss" (its img/s has
+# two decimals only, too coarse at resize_max 1024 under load).
+OURS_RATE=$($PY -c '
+import re, sys
+line = [l for l in open(sys.argv[1]) if re.match(r"Extracted \d+ of \d+ images in ", l)][-1]
+t = re.search(r" in ((\d+)h)?((\d+)m)?([\d.]+)s", line)
+print(int(line.split()[1]) / (int(t.group(2) or 0) * 3600 + int(t.group(4) or 0) * 60 + float(t.group(5))))
+' "$WORK/ours.log")
 OURS_RSS=$(grep 'Maximum resident' "$WORK/ours.log" | awk '{print $NF/1024}')
 LOAD_BETWEEN=$(cut -d' ' -f1 /proc/loadavg)
 echo "load between: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -77,8 +84,8 @@ f = h5py.File(f"{work}/ours.h5", "r")
 names = sorted(f.keys())
 d_ours = np.stack([f[n]["global_descriptor"][()] for n in names])
 print(f"preset {preset}, threads {threads}, our batch size {batch}, {len(names)} images")
-print(f"  megaloc (C++):      {float(ours_rate):.3f} img/s, peak RSS {float(ours_rss):.0f} MiB")
-print(f"  authors' PyTorch:   {ref['images_per_second']:.3f} img/s, peak RSS {ref['peak_rss_mb']:.0f} MiB")
+print(f"  megaloc (C++):      {float(ours_rate):.4f} img/s, peak RSS {float(ours_rss):.0f} MiB")
+print(f"  authors' PyTorch:   {ref['images_per_second']:.4f} img/s, peak RSS {ref['peak_rss_mb']:.0f} MiB")
 print(f"  ratio C++ / PyTorch: {float(ours_rate) / ref['images_per_second']:.2f}x")
 print(f"  max |descriptor difference|: {np.abs(d_ours - d_ref).max():.3g}")
 print(f"  1-minute load: {l0} (C++ start), {l1} (reference start), {l2} (end)")
