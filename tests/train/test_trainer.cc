@@ -131,6 +131,18 @@ TEST(TrainOptions, JsonRoundTripAndErrors) {
   EXPECT_THROW(TrainOptions::FromJson("{\"sampler\": {\"bogus\": 1}}", "cfg.json"), InvalidArgument);
   EXPECT_THROW(TrainOptions::FromJson("{\"lr\": \"fast\"}", "cfg.json"), InvalidArgument);
   EXPECT_THROW(TrainOptions::FromJson("{", "cfg.json"), FormatError);
+  // Issue 14, bad input 10: `--set num_iterations=1e30` became -2147483648.
+  for (const char* bad : {"{\"num_iterations\": 1e30}", "{\"num_iterations\": 2.5}",
+                          "{\"num_iterations\": 18446744073709551615}",
+                          "{\"sampler\": {\"places_per_batch\": 1e12}}"}) {
+    try {
+      TrainOptions::FromJson(bad, "cfg.json");
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("is not an integer in"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(TrainOptions::FromJson("{\"num_iterations\": 1e3}", "cfg.json").num_iterations, 1000);
   TrainOptions none;
   none.output_path = "/x";
   EXPECT_FALSE(none.Check());  // no data source

@@ -1,6 +1,9 @@
 // TrainOptions: validation, JSON round trip, learning-rate schedule (torch-free).
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <set>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -134,6 +137,23 @@ struct Reader {
     auto it = j->find(name);
     if (it == j->end()) return;
     used->insert(name);
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      // nlohmann converts 1e30 or 2^40 to an int with a plain cast (UB; -2147483648 in practice).
+      if (it->is_number()) {
+        const long double value = it->is_number_unsigned()  ? static_cast<long double>(it->get<uint64_t>())
+                                  : it->is_number_integer() ? static_cast<long double>(it->get<int64_t>())
+                                                            : static_cast<long double>(it->get<double>());
+        if (!(value == std::floor(value)) || value < std::numeric_limits<T>::min() ||
+            value > std::numeric_limits<T>::max()) {
+          MEGALOC_THROW(InvalidArgument, context << ": option '" << name << "' = " << it->dump()
+                                                 << " is not an integer in ["
+                                                 << +std::numeric_limits<T>::min() << ", "
+                                                 << +std::numeric_limits<T>::max() << "]");
+        }
+        v = static_cast<T>(value);
+        return;
+      }
+    }
     try {
       v = it->get<T>();
     } catch (const std::exception& e) {
