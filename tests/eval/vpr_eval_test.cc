@@ -180,6 +180,16 @@ TEST(VprEvalCli, BadInputsGiveOneLineNamingTheFile) {
     CreateDirectories(root + "/queries");
     ExpectOneErrorLine("--dataset_path " + Quote(root) + out + weights, root + "/queries");
   }
+  {  // the results file and the cache are the same file (and the weights are no output)
+    const std::string root = MakeTinyDataset();
+    const std::string same = testing::TempDir() + "/same.h5";
+    ExpectOneErrorLine("--dataset_path " + Quote(root) + " --output_path " + Quote(same) + weights +
+                           " --descriptors " + Quote(same),
+                       "same.h5: the same file is given for two outputs");
+    ExpectOneErrorLine("--dataset_path " + Quote(root) + out + weights + " --descriptors " +
+                           Quote(testing::TinyWeightsPath()),
+                       "megaloc_tiny_v2.safetensors");
+  }
   {  // a missing dataset
     ExpectOneErrorLine("--dataset_path /nonexistent/vpr" + out + weights, "/nonexistent/vpr");
   }

@@ -113,7 +113,8 @@ TEST(VprRecall, TiesKeepAscendingDatabaseOrder) {
   DescriptorMatrix wide_db(40, 2);
   for (int i = 0; i < 40; ++i) {
     wide.database.push_back(At(100.0 * i, 0));
-    wide_db.row(i) = Eigen::RowVector2f(1, 0);
+    wide_db(i, 0) = 1.0f;
+    wide_db(i, 1) = 0.0f;
   }
   wide.queries = {At(100.0 * 7, 0), At(100.0 * 3, 0)};
   const DescriptorMatrix wide_q = Rows({{1, 0}, {1, 0}});

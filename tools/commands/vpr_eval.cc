@@ -2,11 +2,9 @@
 // (VPR-methods-evaluation: recall@N, positives within 25 m) in one command (docs/cli.md).
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
-#include <system_error>
 
 #include "megaloc/eval/vpr_evaluation.h"
 #include "megaloc/util/file_utils.h"
@@ -15,17 +13,6 @@
 #include "tools/option_manager.h"
 
 namespace megaloc {
-namespace {
-
-bool SamePath(const std::string& a, const std::string& b) {
-  std::error_code ec_a, ec_b;
-  const auto canonical_a = std::filesystem::weakly_canonical(a, ec_a);
-  const auto canonical_b = std::filesystem::weakly_canonical(b, ec_b);
-  return ec_a || ec_b ? a == b : canonical_a == canonical_b;
-}
-
-}  // namespace
-
 int RunVprEval(int argc, char** argv) {
   VprEvalOptions options;
   std::string weights_path, output_path;
@@ -89,9 +76,8 @@ int RunVprEval(int argc, char** argv) {
     if (options.batch_size < 1) MEGALOC_THROW(InvalidArgument, "--batch_size must be >= 1");
     if (options.num_workers < 1) MEGALOC_THROW(InvalidArgument, "--num_workers must be >= 1");
     options.weights_path = ResolveWeightsPath(weights_path);
-    if (!options.descriptors_path.empty() && SamePath(output_path, options.descriptors_path)) {
-      MEGALOC_THROW(InvalidArgument, "--output_path and --descriptors are the same file: " << output_path);
-    }
+    // The cache is read and written: an output here, never the same file as the results.
+    CheckOutputFiles({output_path, options.descriptors_path}, {options.weights_path});
 
     Timer last_print;
     if (!quiet) {
