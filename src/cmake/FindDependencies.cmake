@@ -37,7 +37,7 @@ message(STATUS "Found Eigen ${Eigen3_VERSION}")
 find_package(Boost REQUIRED COMPONENTS program_options)
 find_package(OpenCV REQUIRED COMPONENTS core imgcodecs imgproc)
 find_package(SQLite3 REQUIRED)
-find_package(nlohmann_json 3.2 REQUIRED)
+find_package(nlohmann_json 3.9 REQUIRED)  # ordered_json (vpr_eval)
 find_package(BLAS REQUIRED)
 
 # HDF5 API forms (feature checks; see src/megaloc/io/hdf5_compat.h). MEGALOC_HDF5_DEFINITIONS goes to
