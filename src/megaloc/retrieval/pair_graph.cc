@@ -68,6 +68,24 @@ uint64_t EdgeKey(int64_t a, int64_t b) {
   return (static_cast<uint64_t>(a) << 32) | static_cast<uint64_t>(b);
 }
 
+// Statistics of the graph on n nodes whose unique edges are `keys` (EdgeKey).
+PairGraphStats DescribeEdgeKeys(int64_t n, const std::unordered_set<uint64_t>& keys) {
+  PairGraphStats stats;
+  stats.num_images = n;
+  stats.num_pairs = static_cast<int64_t>(keys.size());
+  stats.num_components = n;
+  std::vector<char> touched(n, 0);
+  UnionFind uf(n);
+  for (uint64_t key : keys) {
+    const int64_t a = static_cast<int64_t>(key >> 32), b = static_cast<int64_t>(key & 0xffffffffu);
+    touched[a] = touched[b] = 1;
+    if (uf.Union(a, b)) --stats.num_components;
+  }
+  for (char t : touched) stats.num_isolated += t ? 0 : 1;
+  stats.mean_degree = n > 0 ? 2.0 * static_cast<double>(stats.num_pairs) / n : 0.0;
+  return stats;
+}
+
 // Rows of a source picked by index (for re-searching a few queries).
 class SubsetSource : public DescriptorSource {
  public:
@@ -593,22 +611,24 @@ PairGraphResult BuildPairGraph(const std::vector<std::string>& names,
   }
 
   // 4. Connectivity.
-  std::vector<ImagePair> plain;
-  plain.reserve(pairs.size());
-  for (const auto& p : pairs) plain.push_back(p.pair);
-  out.before_connect = DescribePairGraph(sorted, plain);
+  out.before_connect = DescribeEdgeKeys(n, present);
   if (options.connect && n > 1) {
+    std::vector<ImagePair> plain;
+    plain.reserve(pairs.size());
+    for (const auto& p : pairs) plain.push_back(p.pair);
     ConnectOptions connect = options.connect_options;
     connect.memory_limit = options.search.memory_limit;
     connect.num_threads = options.search.num_threads;
     const std::vector<ScoredImagePair> joins = ConnectPairGraph(sorted, x, plain, connect, &out.connect);
+    std::unordered_map<std::string, int64_t> index;
+    for (int64_t i = 0; i < n; ++i) index.emplace(sorted[i], i);
     for (const ScoredImagePair& p : joins) {
       pairs.push_back(p);
       out.sources.push_back(PairSource::kConnect);
-      plain.push_back(p.pair);
+      present.insert(EdgeKey(index.at(p.pair.name1), index.at(p.pair.name2)));
       ++out.num_connect;
     }
-    out.after = DescribePairGraph(sorted, plain);
+    out.after = DescribeEdgeKeys(n, present);
   } else {
     out.after = out.before_connect;
     out.connect.components_before = out.connect.components_after = out.before_connect.num_components;

@@ -489,10 +489,7 @@ PairsStats RunPairsFromRetrieval(const PairsFromRetrievalOptions& options,
                                  const PositionPriors* priors) {
   MEGALOC_CHECK_MSG(!output_path.empty(), "An output path for the pairs is required");
   RetrievalPairs result = PairsFromRetrieval(options, priors);
-  std::vector<ImagePair> pairs;
-  pairs.reserve(result.pairs.size());
-  for (const auto& p : result.pairs) pairs.push_back(p.pair);
-  WritePairs(output_path, pairs);
+  WriteScoredPairs(output_path, result.pairs);
   if (!scores_path.empty()) WritePairScores(scores_path, result.pairs);
   return result.stats;
 }

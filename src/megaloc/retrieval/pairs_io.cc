@@ -103,6 +103,20 @@ void WritePairs(const std::string& path, const std::vector<ImagePair>& pairs) {
   WriteFileAtomically(path, text);
 }
 
+void WriteScoredPairs(const std::string& path, const std::vector<ScoredImagePair>& pairs) {
+  std::string text;
+  for (const ScoredImagePair& p : pairs) {
+    CheckPairNames(p.pair);
+    text += p.pair.name1;
+    text += ' ';
+    text += p.pair.name2;
+    text += '\n';
+  }
+  const size_t slash = path.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) CreateDirectories(path.substr(0, slash));
+  WriteFileAtomically(path, text);
+}
+
 void WritePairScores(const std::string& path, const std::vector<ScoredImagePair>& pairs) {
   std::string out;
   char buffer[64];

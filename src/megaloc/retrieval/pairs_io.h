@@ -58,6 +58,9 @@ std::string FormatPairs(const std::vector<ImagePair>& pairs);
 // Throws InvalidArgument on a bad name, IoError if the file cannot be written.
 void WritePairs(const std::string& path, const std::vector<ImagePair>& pairs);
 
+// The same for scored pairs (the scores are not written), without copying the names.
+void WriteScoredPairs(const std::string& path, const std::vector<ScoredImagePair>& pairs);
+
 // Writes "<name1> <name2> <score>\n" lines (score with 9 significant digits, round-trips float32).
 void WritePairScores(const std::string& path, const std::vector<ScoredImagePair>& pairs);
 
