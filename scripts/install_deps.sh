@@ -22,6 +22,7 @@ PACKAGES=(
   nlohmann-json3-dev
   libopenblas0-pthread libopenblas-pthread-dev
   "libfaiss-dev?"               # optional: approximate retrieval backends
+  "libexiv2-dev?"               # optional: EXIF GPS position priors of `pairs` (MEGALOC_EXIV2_ENABLED)
   colmap
   xvfb
   python3-h5py python3-numpy   # tests/io/h5py_interop_test.cc: hloc's reader side
