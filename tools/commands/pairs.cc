@@ -217,6 +217,13 @@ int RunPairs(int argc, char** argv) {
               << std::fixed << std::setprecision(2) << ", mean degree " << graph.after.mean_degree
               << ", " << graph.after.num_isolated << " isolated\n";
     std::cout.unsetf(std::ios::floatfield);
+    if (options.connect) {
+      std::cout << "Connect:          " << graph.connect.num_added << " pair(s) added in "
+                << graph.connect.num_rounds << " round(s), " << graph.connect.num_searches
+                << " search(es) over " << graph.connect.num_searched_rows << " query rows, " << std::fixed
+                << std::setprecision(2) << graph.connect.seconds << " s\n";
+      std::cout.unsetf(std::ios::floatfield);
+    }
     if (graph.num_dropped_by_loop_closure > 0 || graph.num_dropped_by_distance > 0) {
       std::cout << "Filtered:         " << graph.num_dropped_by_loop_closure
                 << " retrieval results within --loop_closure frames skipped, "
