@@ -228,7 +228,7 @@ PositionPriors ReadExifPositionPriors(const std::string& image_root,
         const Exiv2::Rational r = alt->toRational(0);
         if (r.second != 0) altitude = static_cast<double>(r.first) / r.second;
         auto alt_ref = exif.findKey(Exiv2::ExifKey("Exif.GPSInfo.GPSAltitudeRef"));
-        if (alt_ref != exif.end() && alt_ref->count() >= 1 && alt_ref->toLong(0) == 1) {
+        if (alt_ref != exif.end() && alt_ref->count() >= 1 && alt_ref->toFloat(0) == 1.0f) {  // toFloat: in Exiv2 0.27 and 0.28 (toLong is gone in 0.28)
           altitude = -altitude;  // below sea level
         }
       }
