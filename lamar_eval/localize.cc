@@ -79,6 +79,31 @@ void RunColmap(const std::string& colmap, const std::string& command,
   }
 }
 
+// COLMAP 3.13 moved use_gpu, num_threads and max_image_size of feature extraction and matching from
+// SiftExtraction.* / SiftMatching.* to FeatureExtraction.* / FeatureMatching.*: found by asking the
+// binary's own help for the option (run-time feature check), cached per binary.
+std::string ExtractionPrefix(const std::string& colmap) {
+  static std::map<std::string, std::string> cache;
+  auto it = cache.find(colmap);
+  if (it != cache.end()) return it->second;
+  const std::string dir = CreateTempDirectory("megaloc_colmap_help");
+  const std::string help = JoinPaths(dir, "help.txt");
+  const std::string cmd =
+      ShellQuote(colmap) + " feature_extractor -h > " + ShellQuote(help) + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  const std::string text = FileExists(help) ? ReadFileToString(help) : "";
+  std::filesystem::remove_all(dir);
+  (void)status;  // `-h` exits non-zero on some versions; the text decides
+  const std::string prefix =
+      text.find("--FeatureExtraction.use_gpu") != std::string::npos ? "FeatureExtraction." : "SiftExtraction.";
+  cache[colmap] = prefix;
+  return prefix;
+}
+
+std::string MatchingPrefix(const std::string& colmap) {
+  return ExtractionPrefix(colmap) == "FeatureExtraction." ? "FeatureMatching." : "SiftMatching.";
+}
+
 int ColmapModelId(const std::string& model) {
   static const std::map<std::string, int> kIds = {
       {"SIMPLE_PINHOLE", 0}, {"PINHOLE", 1},        {"SIMPLE_RADIAL", 2},
@@ -376,9 +401,9 @@ LocalizeStats RunLocalization(const LocalizeOptions& options) {
                {"image_path", sessions_root},
                {"image_list_path", list_path},
                {"ImageReader.camera_model", "PINHOLE"},
-               {"SiftExtraction.use_gpu", "0"},
-               {"SiftExtraction.num_threads", threads},
-               {"SiftExtraction.max_image_size", std::to_string(options.max_image_size)},
+               {ExtractionPrefix(colmap) + "use_gpu", "0"},
+               {ExtractionPrefix(colmap) + "num_threads", threads},
+               {ExtractionPrefix(colmap) + "max_image_size", std::to_string(options.max_image_size)},
                {"SiftExtraction.max_num_features", std::to_string(options.max_num_features)}},
               log_path);
   };
@@ -391,8 +416,8 @@ LocalizeStats RunLocalization(const LocalizeOptions& options) {
               {{"database_path", database_path},
                {"match_list_path", pairs_path},
                {"match_type", "pairs"},
-               {"SiftMatching.use_gpu", "0"},
-               {"SiftMatching.num_threads", threads}},
+               {MatchingPrefix(colmap) + "use_gpu", "0"},
+               {MatchingPrefix(colmap) + "num_threads", threads}},
               log_path);
   };
 

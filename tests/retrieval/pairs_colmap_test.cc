@@ -50,11 +50,17 @@ TEST(PairsCommandColmap, MatchesImporterReadsOurPairs) {
   std::vector<std::string> names;
   for (const auto& view : data.views) names.push_back("seq/" + view.name);
 
+  // COLMAP >= 3.13 names these options FeatureExtraction.* / FeatureMatching.* (asked from its help).
+  const std::string help_log = JoinPaths(dir, "help.log");
+  testing::RunShell("colmap feature_extractor -h > '" + help_log + "' 2>&1");
+  const bool feature_prefix = ReadFileToString(help_log).find("--FeatureExtraction.use_gpu") != std::string::npos;
+  const std::string extraction = feature_prefix ? " --FeatureExtraction." : " --SiftExtraction.";
+  const std::string matching = feature_prefix ? " --FeatureMatching." : " --SiftMatching.";
+
   const std::string database = JoinPaths(dir, "database.db");
   ASSERT_EQ(testing::RunShell("colmap feature_extractor --database_path '" + database +
-                              "' --image_path '" + image_dir +
-                              "' --ImageReader.single_camera 1 --SiftExtraction.use_gpu 0"
-                              " --SiftExtraction.num_threads 1"
+                              "' --image_path '" + image_dir + "' --ImageReader.single_camera 1" + extraction +
+                              "use_gpu 0" + extraction + "num_threads 1"
                               " --SiftExtraction.max_num_features 1024 > '" +
                               JoinPaths(dir, "extract.log") + "' 2>&1"),
             0)
@@ -77,8 +83,8 @@ TEST(PairsCommandColmap, MatchesImporterReadsOurPairs) {
   const std::string log = JoinPaths(dir, "import.log");
   const int rc = testing::RunShell("colmap matches_importer --database_path '" + database +
                                    "' --match_list_path '" + pairs +
-                                   "' --match_type pairs --SiftMatching.use_gpu 0"
-                                   " --SiftMatching.num_threads 1 > '" + log + "' 2>&1");
+                                   "' --match_type pairs" + matching + "use_gpu 0" + matching +
+                                   "num_threads 1 > '" + log + "' 2>&1");
   const std::string import_log = ReadFileToString(log);
   EXPECT_EQ(rc, 0) << import_log;
   EXPECT_EQ(import_log.find("does not exist"), std::string::npos) << import_log;
@@ -89,7 +95,7 @@ TEST(PairsCommandColmap, MatchesImporterReadsOurPairs) {
   const std::string bad = JoinPaths(dir, "bad_pairs.txt");
   WriteFileAtomically(bad, names[0] + "  " + names[1] + "\n");
   testing::RunShell("colmap matches_importer --database_path '" + database + "' --match_list_path '" +
-                    bad + "' --match_type pairs --SiftMatching.use_gpu 0 > '" + log + "' 2>&1");
+                    bad + "' --match_type pairs" + matching + "use_gpu 0 > '" + log + "' 2>&1");
   EXPECT_NE(ReadFileToString(log).find("does not exist"), std::string::npos);
 }
 
