@@ -82,7 +82,7 @@ double Since(const std::chrono::steady_clock::time_point& start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Full-size v2 state_dict (spec/model.md section 6) with random values, as safetensors.
+// Full-size v2 state_dict (docs/model.md) with random values, as safetensors.
 int MakeFullWeights(const std::string& path) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> tensors = {
       {"backbone.cls_token", {1, 1, 768}},

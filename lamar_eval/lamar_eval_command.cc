@@ -10,20 +10,20 @@
 #include <string>
 #include <vector>
 
-#include "lamar_eval/evaluation.h"
-#include "lamar_eval/extract.h"
-#include "lamar_eval/localize.h"
-#include "lamar_eval/pairs.h"
+#include "megaloc/eval/lamar/evaluation.h"
+#include "megaloc/eval/lamar/extract.h"
+#include "megaloc/eval/lamar/localize.h"
+#include "megaloc/eval/lamar/pairs.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
-#include "tools/option_manager.h"
+#include "megaloc/cli/option_manager.h"
 
 namespace megaloc {
 namespace {
 
 const char kUsage[] =
     "Usage: megaloc lamar_eval <step> [options]\n\n"
-    "LaMAR visual localization with MegaLoc retrieval (docs/lamar.md). Steps:\n"
+    "LaMAR visual localization with MegaLoc retrieval (docs/evaluation.md). Steps:\n"
     "  extract    MegaLoc descriptors of sessions -> <outputs>/<SCENE>/extraction/<session>/megaloc/\n"
     "             (features.h5 + configuration.json, read as-is by the official pipeline)\n"
     "  pairs      query->map and map->map pairs in LaMAR's pair_selection layout\n"
@@ -97,8 +97,8 @@ std::vector<std::string> SplitCommaList(const std::string& text) {
 
 int RunExtractStep(int argc, char** argv) {
   lamar::LamarExtractOptions options;
+  ModelCommandOptions model;
   std::string sessions;
-  std::string weights_path;
   po::options_description description("Options");
   description.add_options()
       ("capture_path", po::value<std::string>(&options.capture_path)->required(),
@@ -108,8 +108,6 @@ int RunExtractStep(int argc, char** argv) {
        "Comma-separated session ids, e.g. map,query_val_phone,query_val_hololens.")
       ("outputs", po::value<std::string>(&options.outputs)->required(),
        "Output root: writes <outputs>/<SCENE>/extraction/<session>/<method_name>/.")
-      ("weights_path", po::value<std::string>(&weights_path)->default_value(""),
-       "MegaLoc checkpoint (default: $MEGALOC_WEIGHTS, else ~/.cache/megaloc/model.safetensors).")
       ("method_name", po::value<std::string>(&options.method.name)->default_value("megaloc"),
        "Retrieval method name (directory name and \"name\" of configuration.json).")
       ("resize_max", po::value<int>(&options.method.resize_max)->default_value(1024),
@@ -117,13 +115,8 @@ int RunExtractStep(int argc, char** argv) {
        "configuration.json).")
       ("all_images", po::bool_switch(&options.all_images),
        "For sessions with queries.txt, extract every images.txt image, not only the queries.")
-      ("batch_size", po::value<int>(&options.batch_size)->default_value(1), "Images per forward pass.")
-      ("num_workers", po::value<int>(&options.num_workers)->default_value(2), "Decoding threads.")
-      ("num_threads", po::value<int>(&options.model.num_threads)->default_value(-1),
-       "Torch intra-op threads (-1 = all cores).")
-      ("device", po::value<std::string>(&options.model.device)->default_value("cpu"),
-       "cpu, cuda, cuda:N or auto.")
       ("overwrite", po::bool_switch(&options.overwrite), "Re-extract images already present.");
+  AddModelCommandOptions(description, &model);
   po::variables_map vm;
   const ParseResult parsed = ParseCommandLine(
       "lamar_eval extract",
@@ -135,7 +128,7 @@ int RunExtractStep(int argc, char** argv) {
   if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
   return RunCommandGuarded([&]() {
     options.sessions = SplitCommaList(sessions);
-    options.model.weights_path = ResolveWeightsPath(weights_path);
+    ApplyModelCommandOptions(model, &options.model, &options.batch_size, &options.num_workers);
     const std::vector<lamar::LamarSessionExtractStats> all = lamar::RunLamarExtraction(options);
     size_t num_failed = 0;
     for (const auto& stats : all) {

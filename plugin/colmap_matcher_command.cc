@@ -1,5 +1,5 @@
 // `megaloc colmap_matcher`: MegaLoc retrieval matching on a COLMAP database, a drop-in for
-// `colmap vocab_tree_matcher` (docs/cli/colmap_matcher.md, docs/plugin.md).
+// `colmap vocab_tree_matcher` (docs/cli.md, docs/plugin.md).
 
 #include "plugin/colmap_matcher_command.h"
 
@@ -12,8 +12,8 @@
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/string_utils.h"
-#include "plugin/colmap_matcher.h"
-#include "tools/option_manager.h"
+#include "megaloc/colmap/matcher.h"
+#include "megaloc/cli/option_manager.h"
 
 namespace megaloc {
 namespace {
@@ -63,6 +63,7 @@ void PrintPairGraph(const ColmapMatcherStats& stats) {
 
 int RunColmapMatcher(int argc, char** argv) {
   ColmapMatcherOptions options;
+  ModelCommandOptions model;
   std::string extra_args;
   std::vector<int> resize;
   int resize_max = 1024;
@@ -80,10 +81,6 @@ int RunColmapMatcher(int argc, char** argv) {
        "The --image_path given to `colmap feature_extractor` (database names are relative to it).")
       ("num_matched", po::value<int>(&options.num_matched)->required(),
        "Images retrieved per image (like VocabTreeMatching.num_images; clamped to #images - 1).")
-      ("weights_path", po::value<std::string>(&options.model.weights_path),
-       "MegaLoc checkpoint (model.safetensors or megaloc.torch), needed only when some image has "
-       "no descriptor in the cache yet. Default: $MEGALOC_WEIGHTS, then "
-       "~/.cache/megaloc/model.safetensors.")
       ("descriptors", po::value<std::string>(&options.descriptors_path),
        "Descriptor cache, an hloc global-descriptor HDF5 file: images already in it are not "
        "extracted again, new ones are appended. Default: <database>.megaloc.h5 next to the "
@@ -100,8 +97,6 @@ int RunColmapMatcher(int argc, char** argv) {
        "COLMAP executable.")
       ("use_gpu", po::value<int>(&use_gpu)->default_value(-1),
        "GPU matching in COLMAP: 0, 1, or -1 = 1 if the COLMAP build has CUDA, else 0.")
-      ("num_threads", po::value<int>(&options.num_threads)->default_value(-1),
-       "Threads for retrieval, extraction and COLMAP matching (-1 = all cores).")
       ("colmap_args", po::value<std::string>(&extra_args),
        "Extra options appended to the matches_importer command line, whitespace-separated, e.g. "
        "\"--SiftMatching.max_num_matches 16384\".")
@@ -109,12 +104,6 @@ int RunColmapMatcher(int argc, char** argv) {
        "COLMAP's output. Default: <pairs_path>.matches_importer.log.")
       ("skip_missing_images", po::value<int>(&skip_missing)->default_value(0),
        "1 = images that are neither on disk nor in the cache get no pairs instead of an error.")
-      ("device", po::value<std::string>(&options.model.device)->default_value("cpu"),
-       "Extraction device: cpu, cuda, cuda:N or auto.")
-      ("batch_size", po::value<int>(&options.batch_size)->default_value(1),
-       "Images per forward pass during extraction (same-size images are batched).")
-      ("num_workers", po::value<int>(&options.num_workers)->default_value(2),
-       "Image decoding threads during extraction.")
       ("as_half", po::value<int>(&as_half)->default_value(1),
        "Cache dtype: 1 = float16 (hloc's default), 0 = float32.")
       ("mapper", po::value<std::string>(&options.mapper)->default_value("none"),
@@ -124,6 +113,12 @@ int RunColmapMatcher(int argc, char** argv) {
        "Sparse model folder for --mapper (created; must not hold a model yet).")
       ("glomap", po::value<std::string>(&options.glomap_path),
        "Standalone GLOMAP executable for --mapper global (any COLMAP version).");
+  ModelCommandHelp model_help;
+  model_help.weights_path =
+      "MegaLoc checkpoint (model.safetensors or megaloc.torch), needed only when some image has no "
+      "descriptor in the cache yet. Default: $MEGALOC_WEIGHTS, then ~/.cache/megaloc/model.safetensors.";
+  model_help.num_threads = "Threads for retrieval, extraction and COLMAP matching (-1 = all cores).";
+  AddModelCommandOptions(desc, &model, model_help);
   AddPreprocessingOptions(desc, &resize_max, &resize, &native);
   AddPairGraphOptions(desc, &options);
 
@@ -142,13 +137,11 @@ int RunColmapMatcher(int argc, char** argv) {
     options.preprocessing = ResolvePreprocessingOptions(vm, resize_max, resize, native);
     if (as_half != 0 && as_half != 1) MEGALOC_THROW(InvalidArgument, "--as_half expects 1 or 0");
     options.as_half = as_half == 1;
-    options.model.weights_path = ResolveWeightsPath(options.model.weights_path);
+    ApplyModelCommandOptions(model, &options.model, &options.batch_size, &options.num_workers);
+    options.num_threads = options.model.num_threads;
     if (use_gpu < -1 || use_gpu > 1) MEGALOC_THROW(InvalidArgument, "--use_gpu must be -1, 0 or 1");
     if (skip_missing != 0 && skip_missing != 1) MEGALOC_THROW(InvalidArgument, "--skip_missing_images must be 0 or 1");
     if (options.num_matched < 1) MEGALOC_THROW(InvalidArgument, "--num_matched must be >= 1");
-    if (options.num_threads == 0 || options.num_threads < -1) {
-      MEGALOC_THROW(InvalidArgument, "--num_threads must be -1 or >= 1");
-    }
     if (options.sequential_overlap < 0) MEGALOC_THROW(InvalidArgument, "--sequential_overlap must be >= 0");
     if (options.mapper != "none" && options.mapper != "incremental" && options.mapper != "global") {
       MEGALOC_THROW(InvalidArgument, "--mapper must be none, incremental or global (got '" << options.mapper << "')");

@@ -1,4 +1,4 @@
-// `megaloc revisitop_eval`: the Revisited Oxford/Paris protocol in one command (docs/cli/revisitop_eval.md).
+// `megaloc revisitop_eval`: the Revisited Oxford/Paris protocol in one command (docs/cli.md, docs/evaluation.md).
 #include "revisitop_eval/revisitop_eval_command.h"
 
 #include <cstdlib>
@@ -6,13 +6,14 @@
 
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
-#include "revisitop_eval/revisitop_eval.h"
-#include "tools/option_manager.h"
+#include "megaloc/eval/revisitop/revisitop_eval.h"
+#include "megaloc/cli/option_manager.h"
 
 namespace megaloc {
 
 int RunRevisitopEval(int argc, char** argv) {
   RevisitopEvalOptions options;
+  ModelCommandOptions model;
   std::string ranks_path;
   std::string ranks_layout = "db_by_q";
   std::string output_path;
@@ -30,8 +31,6 @@ int RunRevisitopEval(int argc, char** argv) {
        "ground truth (.pkl or .json); default <data_root>/datasets/<dataset>/gnd_<dataset>.pkl")
       ("image_dir", po::value<std::string>(&options.image_dir),
        "image directory; default <data_root>/datasets/<dataset>/jpg")
-      ("weights_path", po::value<std::string>(&options.weights_path),
-       "MegaLoc checkpoint (safetensors or torch zip); needed unless --descriptors holds everything")
       ("resize_max", po::value<int>(&resize_max),
        "preprocessing: longest side <= N (hloc's megaloc preset is 1024)")
       ("resize", po::value<std::vector<int>>(&resize)->multitoken(),
@@ -48,18 +47,14 @@ int RunRevisitopEval(int argc, char** argv) {
       ("ranks_layout", po::value<std::string>(&ranks_layout)->default_value("db_by_q"),
        "layout of --ranks_path: db_by_q (official (n_db, n_q)) or q_by_db ((n_q, n_db))")
       ("output_path", po::value<std::string>(&output_path), "results JSON (percent)")
-      ("device", po::value<std::string>(&options.model.device)->default_value("cpu"),
-       "cpu | cuda | cuda:N | auto")
-      ("num_threads", po::value<int>(&options.model.num_threads)->default_value(-1),
-       "CPU threads for the model (-1 = all cores)")
-      ("use_bf16", po::bool_switch(&options.model.use_bf16), "bfloat16 autocast (approximate)")
-      ("batch_size", po::value<int>(&options.batch_size)->default_value(1),
-       "database images per forward pass (equal preprocessed sizes only)")
-      ("num_workers", po::value<int>(&options.num_workers)->default_value(2),
-       "image decoding threads for the database")
       ("flush_every", po::value<int>(&options.flush_every)->default_value(64),
        "flush the descriptor cache every N new query descriptors");
 
+  ModelCommandHelp model_help;
+  model_help.weights_path =
+      "MegaLoc checkpoint (safetensors or torch zip); needed unless --descriptors holds everything. "
+      "Default: $MEGALOC_WEIGHTS, then ~/.cache/megaloc/model.safetensors.";
+  AddModelCommandOptions(desc, &model, model_help);
   po::variables_map vm;
   const ParseResult parsed = ParseCommandLine(
       "revisitop_eval",
@@ -69,6 +64,8 @@ int RunRevisitopEval(int argc, char** argv) {
   if (parsed != ParseResult::kOk) return ParseExitCode(parsed);
 
   return RunCommandGuarded([&]() -> int {
+    ApplyModelCommandOptions(model, &options.model, &options.batch_size, &options.num_workers);
+    options.weights_path = options.model.weights_path;
     // Outputs: regular files (or new), never an input; symbolic links are written through.
     CheckOutputFiles({output_path, options.ranks_output_path, options.descriptors_path},
                      {options.gnd_path, ranks_path, options.weights_path});

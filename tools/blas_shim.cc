@@ -1,6 +1,6 @@
 // sgemm_ exported from the executable (ENABLE_EXPORTS) so that LibTorch's BLAS calls resolve here
 // first: they go to oneDNN's dnnl_sgemm (already a LibTorch dependency), which runs on the same
-// OpenMP pool as LibTorch instead of OpenBLAS's own pthreads (spec/performance.md §2.3, §3.3).
+// OpenMP pool as LibTorch instead of OpenBLAS's own pthreads (docs/performance.md).
 // MEGALOC_BLAS=system forwards to the next sgemm_ (the system libblas.so.3) for A/B runs.
 
 #include <dlfcn.h>

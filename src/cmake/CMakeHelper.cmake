@@ -1,16 +1,19 @@
 # Helper functions in the spirit of COLMAP's cmake/CMakeHelper.cmake.
 
-# megaloc_add_library(NAME name SRCS ... [PUBLIC_LINK_LIBS ...] [PRIVATE_LINK_LIBS ...])
-# A static library of the project, installed and exported as megaloc::<name>.
+# megaloc_add_library(NAME name SRCS ... [INTERNAL] [PUBLIC_LINK_LIBS ...] [PRIVATE_LINK_LIBS ...])
+# A static library of the project, installed and exported as megaloc::<name>; INTERNAL libraries
+# (the command-line front ends) are neither installed nor exported.
 function(megaloc_add_library)
-  cmake_parse_arguments(ARG "" "NAME" "SRCS;PUBLIC_LINK_LIBS;PRIVATE_LINK_LIBS" ${ARGN})
+  cmake_parse_arguments(ARG "INTERNAL" "NAME" "SRCS;PUBLIC_LINK_LIBS;PRIVATE_LINK_LIBS" ${ARGN})
   add_library(${ARG_NAME} STATIC ${ARG_SRCS})
   target_include_directories(${ARG_NAME} PUBLIC
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src>
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
     $<INSTALL_INTERFACE:include>)
   target_link_libraries(${ARG_NAME} PUBLIC ${ARG_PUBLIC_LINK_LIBS} PRIVATE ${ARG_PRIVATE_LINK_LIBS})
-  set_property(GLOBAL APPEND PROPERTY MEGALOC_LIBRARIES ${ARG_NAME})
+  if(NOT ARG_INTERNAL)
+    set_property(GLOBAL APPEND PROPERTY MEGALOC_LIBRARIES ${ARG_NAME})
+  endif()
 endfunction()
 
 # megaloc_add_executable(NAME name SRCS ... [LINK_LIBS ...]) -- installed to bin/.

@@ -1,6 +1,6 @@
 // VPR test-set layout (megaloc/eval/vpr_dataset.h): UTM from '@' names, listing as the reference's
 // sorted recursive glob, paths files, errors naming the file.
-#include "megaloc/eval/vpr_dataset.h"
+#include "megaloc/eval/vpr/vpr_dataset.h"
 
 #include <fstream>
 #include <string>

@@ -1,6 +1,6 @@
 // Recall@N of the VPR protocol (megaloc/eval/vpr_recall.h): hand-built cases with known answers
 // (no positive, ties, boundary of the radius) and a literal port of the reference loop on random data.
-#include "megaloc/eval/vpr_recall.h"
+#include "megaloc/eval/vpr/vpr_recall.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,7 +1,7 @@
-// libFuzzer harness: LaMAR Capture text files (lamar_eval/capture.cc): trajectories, rigs,
+// libFuzzer harness: LaMAR Capture text files (src/megaloc/eval/lamar/capture.cc): trajectories, rigs,
 // sensors, image lists and query lists, each reader on the same input.
 
-#include "lamar_eval/capture.h"
+#include "megaloc/eval/lamar/capture.h"
 #include "tests/fuzz/fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

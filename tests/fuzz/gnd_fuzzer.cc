@@ -1,6 +1,6 @@
 // libFuzzer harness: revisitop ground truth files (pickle or JSON, src/megaloc/eval/revisitop_gnd.cc).
 
-#include "megaloc/eval/revisitop_gnd.h"
+#include "megaloc/eval/revisitop/revisitop_gnd.h"
 #include "tests/fuzz/fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

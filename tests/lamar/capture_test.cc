@@ -1,4 +1,4 @@
-#include "lamar_eval/capture.h"
+#include "megaloc/eval/lamar/capture.h"
 
 #include <cmath>
 #include <algorithm>

@@ -1,4 +1,4 @@
-#include "lamar_eval/evaluation.h"
+#include "megaloc/eval/lamar/evaluation.h"
 
 #include <filesystem>
 #include <fstream>

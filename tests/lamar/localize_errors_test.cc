@@ -1,5 +1,5 @@
 // Error paths of the native localization that need no COLMAP run.
-#include "lamar_eval/localize.h"
+#include "megaloc/eval/lamar/localize.h"
 
 #include <filesystem>
 #include <string>
@@ -62,7 +62,15 @@ TEST(LamarLocalizeErrors, MissingPairsAndFailingColmapAreNamed) {
                      map_pairs);
   WritePairSelection(PairSelectionDir(scene_outputs, "query_val_phone", "map", loc_config.Name()),
                      loc_config, loc_pairs);
-  options.colmap_path = "/bin/false";
+  // A `colmap` that reports a version (asked first, for the option names) and fails every command.
+  const std::string failing_colmap = JoinPaths(options.outputs, "failing_colmap.sh");
+  WriteFileAtomically(failing_colmap,
+                      "#!/bin/sh\n"
+                      "if [ \"$1\" = help ]; then echo 'COLMAP 3.8 -- Structure-from-Motion and Multi-View Stereo'; "
+                      "exit 0; fi\n"
+                      "echo \"failing on purpose: $1\" >&2\nexit 3\n");
+  std::filesystem::permissions(failing_colmap, std::filesystem::perms::owner_all);
+  options.colmap_path = failing_colmap;
   try {
     RunLocalization(options);
     FAIL() << "no exception";
@@ -71,6 +79,8 @@ TEST(LamarLocalizeErrors, MissingPairsAndFailingColmapAreNamed) {
         << e.what();
     EXPECT_NE(std::string(e.what()).find("colmap_feature_extractor.log"), std::string::npos)
         << e.what();
+    EXPECT_NE(std::string(e.what()).find("exit status 3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("failing on purpose: feature_extractor"), std::string::npos) << e.what();
   }
 
   // A pair naming an image of neither session.

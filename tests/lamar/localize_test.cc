@@ -1,7 +1,7 @@
 // End-to-end native protocol on a small synthetic Capture dataset: rendered textured scene, a map
 // session with known poses, a phone query session and a 2-camera rig (HoloLens-like) session.
 // pairs -> localize (real COLMAP 3.8 binary, CPU) -> evaluate.
-#include "lamar_eval/localize.h"
+#include "megaloc/eval/lamar/localize.h"
 
 #include <cmath>
 #include <fstream>
@@ -13,10 +13,10 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "lamar_eval/evaluation.h"
-#include "lamar_eval/pairs.h"
+#include "megaloc/eval/lamar/evaluation.h"
+#include "megaloc/eval/lamar/pairs.h"
 #include "megaloc/io/descriptor_store.h"
-#include "megaloc/synthetic/renderer.h"
+#include "tests/common/synthetic/renderer.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "tests/common/testing.h"

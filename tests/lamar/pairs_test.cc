@@ -1,4 +1,4 @@
-#include "lamar_eval/pairs.h"
+#include "megaloc/eval/lamar/pairs.h"
 
 #include <cmath>
 #include <fstream>

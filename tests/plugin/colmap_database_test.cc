@@ -1,4 +1,4 @@
-#include "plugin/colmap_database.h"
+#include "megaloc/colmap/database.h"
 
 #include <sqlite3.h>
 
@@ -90,6 +90,51 @@ TEST_P(ColmapDatabaseSchemaTest, ReadsImagesAndCountsAcrossSchemas) {
       break;
   }
   EXPECT_NE(schema.Description().find("user_version"), std::string::npos);
+}
+
+// Camera rows: read on every schema; written only through a writable connection (LaMAR
+// localization sets known intrinsics), never through the default read-only one.
+TEST_P(ColmapDatabaseSchemaTest, ReadsAndUpdatesCameras) {
+  const std::string path = JoinPaths(testing::TempDir(), "cameras.db");
+  CreateColmapDatabase(path, GetParam(), {{1, "a.jpg"}}, {}, {});
+  {
+    const auto db = ColmapDatabase::Open(path);
+    const std::vector<ColmapDatabaseImage> images = db->ReadImages();
+    ASSERT_EQ(images.size(), 1u);
+    EXPECT_EQ(images[0].camera_id, 1);
+    ColmapCamera camera;
+    ASSERT_TRUE(db->ReadCamera(1, &camera));
+    EXPECT_EQ(camera.model_id, 1);  // PINHOLE
+    EXPECT_EQ(camera.width, 640u);
+    EXPECT_EQ(camera.height, 480u);
+    EXPECT_EQ(camera.params, std::vector<double>(4, 0.0));
+    EXPECT_FALSE(db->ReadCamera(2, &camera));
+    camera.params = {500, 501, 320, 240};
+    EXPECT_THROW(db->UpdateCamera(camera), InvalidArgument);  // read-only
+  }
+  ColmapDatabaseOptions writable;
+  writable.read_only = false;
+  {
+    const auto db = ColmapDatabase::Open(path, writable);
+    ColmapCamera camera;
+    camera.camera_id = 1;
+    camera.model_id = FindColmapCameraModel("SIMPLE_RADIAL")->id;
+    camera.width = 800;
+    camera.height = 600;
+    camera.params = {700, 400, 300, 0.01};
+    db->UpdateCamera(camera);
+    camera.camera_id = 9;
+    EXPECT_THROW(db->UpdateCamera(camera), FormatError);  // no such row
+    camera.camera_id = 1;
+    camera.params.pop_back();
+    EXPECT_THROW(db->UpdateCamera(camera), InvalidArgument);  // 3 params for SIMPLE_RADIAL
+  }
+  const auto db = ColmapDatabase::Open(path);
+  ColmapCamera camera;
+  ASSERT_TRUE(db->ReadCamera(1, &camera));
+  EXPECT_EQ(camera.model_id, 2);
+  EXPECT_EQ(camera.width, 800u);
+  EXPECT_EQ(camera.params, (std::vector<double>{700, 400, 300, 0.01}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Schemas, ColmapDatabaseSchemaTest,

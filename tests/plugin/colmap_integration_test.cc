@@ -12,11 +12,11 @@
 
 #include "megaloc/retrieval/pairs_from_retrieval.h"
 #include "megaloc/retrieval/pairs_io.h"
-#include "megaloc/synthetic/renderer.h"
+#include "tests/common/synthetic/renderer.h"
 #include "megaloc/util/file_utils.h"
-#include "plugin/colmap_database.h"
-#include "plugin/colmap_executable.h"
-#include "plugin/colmap_matcher.h"
+#include "megaloc/colmap/database.h"
+#include "megaloc/colmap/executable.h"
+#include "megaloc/colmap/matcher.h"
 #include "tests/common/testing.h"
 
 namespace megaloc {

@@ -9,7 +9,7 @@
 
 #include "megaloc/io/descriptor_store.h"
 #include "megaloc/retrieval/pairs_io.h"
-#include "megaloc/synthetic/renderer.h"
+#include "tests/common/synthetic/renderer.h"
 #include "megaloc/util/file_utils.h"
 #include "tests/common/testing.h"
 #include "tests/retrieval/pairs_test_utils.h"

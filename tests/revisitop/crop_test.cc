@@ -1,4 +1,4 @@
-#include "megaloc/eval/query_crop.h"
+#include "megaloc/eval/revisitop/query_crop.h"
 
 #include <cmath>
 #include <limits>

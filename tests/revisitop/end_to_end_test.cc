@@ -15,7 +15,7 @@
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/npy.h"
-#include "revisitop_eval/revisitop_eval.h"
+#include "megaloc/eval/revisitop/revisitop_eval.h"
 #include "tests/common/testing.h"
 #include "tests/revisitop/pickle_writer.h"
 
@@ -175,7 +175,7 @@ TEST(RevisitopEndToEnd, TinyModelOfficialLayout) {
   RevisitopEvalOptions other = options;
   other.preprocessing.mode = ResizeMode::kResizeMax;
   other.preprocessing.resize_max = 224;
-  EXPECT_THROW(RunRevisitopEvaluation(other), InvalidArgument);
+  EXPECT_THROW(RunRevisitopEvaluation(other), FormatError);
 }
 
 TEST(RevisitopEndToEnd, R1mDistractorsGetIdsAfterTheDatabase) {

@@ -1,11 +1,11 @@
-#include "megaloc/eval/revisitop_metrics.h"
+#include "megaloc/eval/revisitop/revisitop_metrics.h"
 
 #include <cmath>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "megaloc/eval/revisitop_gnd.h"
+#include "megaloc/eval/revisitop/revisitop_gnd.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/npy.h"

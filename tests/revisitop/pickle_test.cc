@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "megaloc/eval/revisitop_gnd.h"
+#include "megaloc/eval/revisitop/revisitop_gnd.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "tests/common/testing.h"
@@ -267,6 +267,20 @@ TEST(Pickle, EveryTruncationOfARealFileIsAFormatError) {
   ExpectFormatError(bytes.substr(0, 0), {"test.pkl", "empty"});
 }
 
+// Persistent ids (torch.save's storage references) are kept as kPersistent nodes holding the id;
+// BINPERSID without an id on the stack is an error.
+TEST(Pickle, PersistentIdsAreKeptForTheCaller) {
+  const PickleValuePtr binary = ParsePickle(std::string("\x80\x02K\x07Q.", 6), "test.pkl");
+  ASSERT_EQ(binary->type, PickleValue::Type::kPersistent);
+  ASSERT_TRUE(binary->args);
+  EXPECT_EQ(binary->args->int_value, 7);
+  EXPECT_EQ(binary->TypeName(), "persistent id");
+  const PickleValuePtr text = ParsePickle(std::string("Pstorage_3\n.", 12), "test.pkl");
+  ASSERT_EQ(text->type, PickleValue::Type::kPersistent);
+  EXPECT_EQ(text->args->string_value, "storage_3");
+  ExpectFormatError(std::string("\x80\x02Q.", 4), {"stack underflow"});
+}
+
 TEST(Pickle, MalformedStreamsNameFileOffsetAndOpcode) {
   // Unknown opcode 0xff at offset 2.
   ExpectFormatError(std::string("\x80\x02\xff", 3), {"test.pkl", "offset 2", "0xff", "unknown"});
@@ -282,8 +296,7 @@ TEST(Pickle, MalformedStreamsNameFileOffsetAndOpcode) {
   ExpectFormatError(std::string("\x80\x02K\x01K\x02" "a.", 8), {"cannot append to a int"});
   // SETITEMS with an odd number of items.
   ExpectFormatError(std::string("\x80\x02}(K\x01u.", 8), {"odd number"});
-  // Persistent ids and extension registry.
-  ExpectFormatError(std::string("\x80\x02K\x01Q.", 6), {"persistent"});
+  // Extension registry.
   ExpectFormatError(std::string("\x80\x02\x82\x01.", 5), {"extension"});
   // Integer beyond int64 (LONG1 of 9 significant bytes).
   ExpectFormatError(std::string("\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.", 14),

@@ -8,7 +8,7 @@
 #include <Eigen/Geometry>
 #include <gtest/gtest.h>
 
-#include "megaloc/synthetic/renderer.h"
+#include "tests/common/synthetic/renderer.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/string_utils.h"
 #include "tests/common/testing.h"

@@ -1,5 +1,5 @@
-#include "megaloc/synthetic/renderer.h"
-#include "megaloc/synthetic/scene.h"
+#include "tests/common/synthetic/renderer.h"
+#include "tests/common/synthetic/scene.h"
 
 #include <cmath>
 

@@ -3,7 +3,7 @@
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "tests/common/testing.h"
-#include "tools/option_manager.h"
+#include "megaloc/cli/option_manager.h"
 
 namespace megaloc {
 namespace {

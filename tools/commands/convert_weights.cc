@@ -9,7 +9,7 @@
 #include "megaloc/model/megaloc.h"
 #include "megaloc/util/file_utils.h"
 #include "tools/commands/commands.h"
-#include "tools/option_manager.h"
+#include "megaloc/cli/option_manager.h"
 
 namespace megaloc {
 namespace {

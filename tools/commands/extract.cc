@@ -12,7 +12,7 @@
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/timer.h"
-#include "tools/option_manager.h"
+#include "megaloc/cli/option_manager.h"
 
 namespace megaloc {
 namespace {
@@ -81,8 +81,9 @@ class ProgressPrinter {
 
 int RunExtract(int argc, char** argv) {
   ExtractionOptions options;
-  std::string weights_path, shard, device = "cpu";
-  int resize_max = 1024, as_half = 1, num_threads = -1;
+  ModelCommandOptions model;
+  std::string shard;
+  int resize_max = 1024, as_half = 1;
   std::vector<int> resize;
   bool native = false, quiet = false;
   po::options_description desc("Options");
@@ -91,26 +92,10 @@ int RunExtract(int argc, char** argv) {
        "Root directory of the images; names are paths relative to it.")
       ("output_path", po::value<std::string>(&options.output_path)->required(),
        "Output HDF5 file (hloc layout); created, or appended to (images already in it are skipped).")
-      ("weights_path", po::value<std::string>(&weights_path),
-       "MegaLoc checkpoint (model.safetensors or megaloc.torch). Default: $MEGALOC_WEIGHTS, then "
-       "~/.cache/megaloc/model.safetensors.")
       ("image_list", po::value<std::string>(&options.image_list_path),
        "File with the image names to process (first token per line, '#' comments).")
       ("as_half", po::value<int>(&as_half)->default_value(1),
        "1: store float16 (hloc's default), 0: float32.")
-      ("batch_size", po::value<int>(&options.batch_size)->default_value(1),
-       "Images per forward pass (only images of equal preprocessed size are batched).")
-      ("num_threads", po::value<int>(&num_threads)->default_value(-1),
-       "CPU threads of the network (-1: all cores).")
-      ("num_workers", po::value<int>(&options.num_workers)->default_value(2),
-       "Image decoding threads.")
-      ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu, cuda, cuda:N or auto.")
-      ("bf16", po::bool_switch(&options.model.use_bf16),
-       "bfloat16 autocast for the transformer (CPU with AVX512-BF16, or CUDA); descriptors differ "
-       "slightly from float32 (recorded in the file).")
-      ("fast_aggregation", po::bool_switch(&options.model.fast_aggregation),
-       "SALAD aggregation as one batched matmul: faster, less memory with batches; differs by "
-       "float rounding only (<= ~2e-7).")
       ("overwrite", po::bool_switch(&options.overwrite),
        "Recompute images already in the output (a file made with other settings is replaced).")
       ("commit_interval", po::value<double>(&options.commit_interval_seconds)->default_value(1.0),
@@ -118,6 +103,7 @@ int RunExtract(int argc, char** argv) {
        "loses at most this much finished work.")
       ("shard", po::value<std::string>(&shard), "Process only shard K/N (by hash of the name).")
       ("quiet", po::bool_switch(&quiet), "No progress output (errors are still printed).");
+  AddModelCommandOptions(desc, &model);
   AddPreprocessingOptions(desc, &resize_max, &resize, &native);
   po::variables_map vm;
   const ParseResult parsed = ParseCommandLine(
@@ -130,13 +116,11 @@ int RunExtract(int argc, char** argv) {
     options.preprocessing = ResolvePreprocessingOptions(vm, resize_max, resize, native);
     if (as_half != 0 && as_half != 1) MEGALOC_THROW(InvalidArgument, "--as_half expects 1 or 0");
     options.dtype = as_half ? DescriptorDtype::kFloat16 : DescriptorDtype::kFloat32;
-    if (options.batch_size < 1) MEGALOC_THROW(InvalidArgument, "--batch_size must be >= 1");
-    if (options.num_workers < 1) MEGALOC_THROW(InvalidArgument, "--num_workers must be >= 1");
     if (!(options.commit_interval_seconds >= 0)) {
       MEGALOC_THROW(InvalidArgument, "--commit_interval must be >= 0");
     }
     if (!shard.empty()) ParseShard(shard, &options.shard_index, &options.num_shards);
-    options.model.weights_path = ResolveWeightsPath(weights_path);
+    ApplyModelCommandOptions(model, &options.model, &options.batch_size, &options.num_workers);
     if (options.model.weights_path.empty()) {
       MEGALOC_THROW(InvalidArgument,
                     "no model weights: pass --weights_path FILE, set MEGALOC_WEIGHTS, or download "
@@ -145,10 +129,6 @@ int RunExtract(int argc, char** argv) {
     }
     // The output: a regular file (or new), never the weights or the image list.
     CheckOutputFiles({options.output_path}, {options.model.weights_path, options.image_list_path});
-    options.model.device = device;
-    options.model.num_threads = num_threads;
-    CheckModelCommandOptions(&options.model);
-    options.num_workers = ClampThreadCount("num_workers", options.num_workers);
 
     ProgressPrinter printer(quiet);
     options.progress_callback = [&](const ExtractionProgress& p) { printer.Update(p); };

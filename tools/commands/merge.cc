@@ -3,7 +3,7 @@
 #include <iostream>
 
 #include "megaloc/io/merge.h"
-#include "tools/option_manager.h"
+#include "megaloc/cli/option_manager.h"
 
 namespace megaloc {
 

@@ -1,4 +1,4 @@
-// `megaloc pairs`: hloc's pairs_from_retrieval as a command (docs/cli/pairs.md).
+// `megaloc pairs`: hloc's pairs_from_retrieval as a command (docs/cli.md, docs/formats.md#pair-lists).
 
 #include <cstdlib>
 #include <iomanip>
@@ -14,8 +14,8 @@
 #include "megaloc/util/logging.h"
 #include "megaloc/util/timer.h"
 #include "tools/commands/commands.h"
-#include "plugin/colmap_matcher.h"
-#include "tools/option_manager.h"
+#include "megaloc/colmap/matcher.h"
+#include "megaloc/cli/option_manager.h"
 
 namespace megaloc {
 namespace {

@@ -1,4 +1,4 @@
-// `megaloc train`: the MegaLoc trainer (docs/cli/train.md, docs/training.md).
+// `megaloc train`: the MegaLoc trainer (docs/cli.md, docs/training.md).
 
 #include <cstdlib>
 #include <iomanip>
@@ -11,7 +11,7 @@
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "tools/commands/commands.h"
-#include "tools/option_manager.h"
+#include "megaloc/cli/option_manager.h"
 
 namespace megaloc {
 namespace {

@@ -6,16 +6,17 @@
 #include <iostream>
 #include <sstream>
 
-#include "megaloc/eval/vpr_evaluation.h"
+#include "megaloc/eval/vpr/vpr_evaluation.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/timer.h"
-#include "tools/option_manager.h"
+#include "megaloc/cli/option_manager.h"
 
 namespace megaloc {
 int RunVprEval(int argc, char** argv) {
   VprEvalOptions options;
-  std::string weights_path, output_path;
+  ModelCommandOptions model;
+  std::string output_path;
   int resize_max = 0;
   std::vector<int> resize;
   bool native = false, quiet = false;
@@ -27,9 +28,6 @@ int RunVprEval(int argc, char** argv) {
        "queries_images_paths.txt beside the folders list the images instead.")
       ("output_path", po::value<std::string>(&output_path)->required(),
        "Results JSON (recall@N in percent, counts).")
-      ("weights_path", po::value<std::string>(&weights_path),
-       "MegaLoc checkpoint. Default: $MEGALOC_WEIGHTS, then ~/.cache/megaloc/model.safetensors. Not "
-       "needed when --descriptors already holds every image.")
       ("descriptors", po::value<std::string>(&options.descriptors_path),
        "Descriptor cache (hloc HDF5 layout, names database/... and queries/...): created, resumed, "
        "reused by later runs with the same settings. Without it a temporary file is used.")
@@ -40,17 +38,12 @@ int RunVprEval(int argc, char** argv) {
       ("positive_dist_threshold",
        po::value<double>(&options.recall.positive_dist_threshold)->default_value(25.0),
        "Database images within this many metres (UTM) of a query are its positives.")
-      ("batch_size", po::value<int>(&options.batch_size)->default_value(1),
-       "Images per forward pass (only images of equal preprocessed size are batched).")
-      ("num_workers", po::value<int>(&options.num_workers)->default_value(2),
-       "Image decoding threads.")
-      ("num_threads", po::value<int>(&options.model.num_threads)->default_value(-1),
-       "CPU threads of the network (-1: all cores).")
-      ("device", po::value<std::string>(&options.model.device)->default_value("cpu"),
-       "cpu, cuda, cuda:N or auto.")
-      ("bf16", po::bool_switch(&options.model.use_bf16),
-       "bfloat16 autocast for the transformer (approximate; recorded in the cache).")
       ("quiet", po::bool_switch(&quiet), "Only the recall line on stdout (errors are still printed).");
+  ModelCommandHelp model_help;
+  model_help.weights_path =
+      "MegaLoc checkpoint. Default: $MEGALOC_WEIGHTS, then ~/.cache/megaloc/model.safetensors. Not "
+      "needed when --descriptors already holds every image.";
+  AddModelCommandOptions(desc, &model, model_help);
   AddPreprocessingOptions(desc, &resize_max, &resize, &native, VprDefaultPreprocessing());
   po::variables_map vm;
   const ParseResult parsed = ParseCommandLine(
@@ -73,9 +66,8 @@ int RunVprEval(int argc, char** argv) {
     if (!(options.recall.positive_dist_threshold >= 0)) {
       MEGALOC_THROW(InvalidArgument, "--positive_dist_threshold must be >= 0");
     }
-    if (options.batch_size < 1) MEGALOC_THROW(InvalidArgument, "--batch_size must be >= 1");
-    if (options.num_workers < 1) MEGALOC_THROW(InvalidArgument, "--num_workers must be >= 1");
-    options.weights_path = ResolveWeightsPath(weights_path);
+    ApplyModelCommandOptions(model, &options.model, &options.batch_size, &options.num_workers);
+    options.weights_path = options.model.weights_path;
     // The cache is read and written: an output here, never the same file as the results.
     CheckOutputFiles({output_path, options.descriptors_path}, {options.weights_path});
 

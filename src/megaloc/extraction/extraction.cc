@@ -139,21 +139,6 @@ std::vector<std::string> SelectNames(const ExtractionOptions& options) {
   return names;
 }
 
-// Compares the file's provenance attributes with this run's. Returns a description of the first
-// difference, or "" if compatible.
-std::string SettingsMismatch(const DescriptorFile& file,
-                             const std::vector<std::pair<std::string, std::string>>& attributes) {
-  for (const auto& [key, value] : attributes) {
-    if (key == kAttrToolVersion || key == kAttrModel) continue;
-    if (value.empty() || !file.HasAttribute(key)) continue;
-    const std::string stored = file.GetAttribute(key);
-    if (stored != value) {
-      return "it was made with " + key + "=" + stored + ", this run uses " + key + "=" + value;
-    }
-  }
-  return "";
-}
-
 }  // namespace
 
 bool ExtractionOptions::Check() const {
@@ -221,7 +206,7 @@ ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* gi
 
   // Cheap settings (preprocessing, dtype) are checked before the model is loaded.
   if (!options.overwrite) {
-    const std::string early = SettingsMismatch(*file, ExtractionAttributes(options, 0, ""));
+    const std::string early = ProvenanceMismatch(*file, ExtractionAttributes(options, 0, ""));
     if (!early.empty()) {
       MEGALOC_THROW(FormatError, options.output_path
                                      << ": cannot append: " << early
@@ -257,7 +242,7 @@ ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* gi
 
   const auto attributes = ExtractionAttributes(options, dim, weights_sha256);
   bool has_own_attributes = file->HasAttribute(kAttrPreprocessing);
-  std::string mismatch = SettingsMismatch(*file, attributes);
+  std::string mismatch = ProvenanceMismatch(*file, attributes);
   if (mismatch.empty() && !has_own_attributes && !existing.empty() && dim > 0) {
     // A file from another tool (e.g. hloc): only the dimension can be checked.
     for (const std::string& name : existing) {

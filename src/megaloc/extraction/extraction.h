@@ -1,7 +1,7 @@
 #pragma once
 
 // Global descriptors for a whole image collection, written to an hloc-layout HDF5 file
-// (docs/formats.md, docs/cli/extract.md).
+// (docs/formats.md, docs/cli.md#megaloc-extract).
 //
 //   enumerate (image root / list / explicit names) -> shard -> skip names already in the file
 //   -> decode + preprocess on `num_workers` threads -> batches of equal-size images

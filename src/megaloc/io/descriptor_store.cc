@@ -868,4 +868,21 @@ std::map<std::string, std::string> DescriptorFile::Attributes() const {
   return out;
 }
 
+std::string ProvenanceMismatch(const DescriptorFile& file,
+                               const std::vector<std::pair<std::string, std::string>>& expected) {
+  for (const auto& [key, value] : expected) {
+    if (key == kAttrToolVersion || key == kAttrModel) continue;
+    if (value.empty() || !file.HasAttribute(key)) continue;
+    const std::string stored = file.GetAttribute(key);
+    if (stored != value) return "it was made with " + key + "=" + stored + ", this run uses " + key + "=" + value;
+  }
+  return "";
+}
+
+void CheckProvenance(const DescriptorFile& file, const std::vector<std::pair<std::string, std::string>>& expected,
+                     const std::string& what, const std::string& advice) {
+  const std::string mismatch = ProvenanceMismatch(file, expected);
+  if (!mismatch.empty()) MEGALOC_THROW(FormatError, file.Path() << ": " << what << ": " << mismatch << ". " << advice);
+}
+
 }  // namespace megaloc

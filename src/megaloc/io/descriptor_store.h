@@ -168,4 +168,16 @@ class DescriptorFile {
   mutable bool links_checked_ = false;  // CheckLinks ran on this open file (ListNames)
 };
 
+// The one provenance check of descriptor caches (extract appending to a file, colmap_matcher's and
+// revisitop_eval's caches): compares the attributes stored in `file` with `expected` (key, value).
+// Keys whose expected value is empty, keys the file does not have, kAttrToolVersion and kAttrModel
+// are not compared. Returns "" if compatible, else the first difference as
+// "it was made with <key>=<stored>, this run uses <key>=<value>".
+std::string ProvenanceMismatch(const DescriptorFile& file,
+                               const std::vector<std::pair<std::string, std::string>>& expected);
+
+// Throws FormatError "<path>: <what>: <ProvenanceMismatch>. <advice>" if there is a difference.
+void CheckProvenance(const DescriptorFile& file, const std::vector<std::pair<std::string, std::string>>& expected,
+                     const std::string& what, const std::string& advice);
+
 }  // namespace megaloc

@@ -1,7 +1,7 @@
 #pragma once
 
 // Which images of a collection to process: recursive enumeration of an image root, image-list
-// files, and deterministic sharding (docs/cli/extract.md).
+// files, and deterministic sharding (docs/cli.md#megaloc-extract).
 
 #include <cstdint>
 #include <string>

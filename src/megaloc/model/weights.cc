@@ -18,6 +18,8 @@
 
 #include "megaloc/model/megaloc_net.h"
 #include "megaloc/util/logging.h"
+#include "megaloc/util/pickle.h"
+#include "megaloc/util/pickle_writer.h"
 #include "megaloc/util/sha256.h"
 
 namespace megaloc {
@@ -191,202 +193,70 @@ at::Tensor ToFloatIfFloating(const at::Tensor& tensor) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Minimal pickle interpreter for torch.save state dicts (protocols 2-5, the opcodes Python's
-// pickler emits for dicts/OrderedDicts of tensors).
+// torch.save state dicts: data.pkl is parsed by the project's one pickle reader (util/pickle.h,
+// which executes nothing) and its tree is interpreted here: dicts / OrderedDicts of
+// torch._utils._rebuild_tensor_v2 calls whose first argument is the persistent id of a storage
+// record ('storage', torch.<Type>Storage, key, location, numel).
 
-struct PyObject;
-using PyRef = std::shared_ptr<PyObject>;
-
-struct PyObject {
-  enum class Kind { kNone, kBool, kInt, kFloat, kString, kBytes, kTuple, kList, kDict, kGlobal,
-                    kTensor, kStorage, kOther };
-  Kind kind = Kind::kNone;
-  int64_t int_value = 0;
-  double float_value = 0.0;
-  std::string text;  // string/bytes value, or "module.name" of a global / other object
-  std::vector<PyRef> items;
-  std::vector<std::pair<PyRef, PyRef>> dict;
-  at::Tensor tensor;  // kTensor, or the 1-D storage of kStorage
-  int depth = 0;      // container nesting below this object, as built (see PickleReader::Nest)
-};
-
-// Deepest container nesting accepted in data.pkl (a state dict nests < 10 levels).
-constexpr int kMaxPickleDepth = 1000;
 // Largest data.pkl accepted (uncompressed); the pickle holds names and shapes, not tensor data.
 constexpr uint64_t kMaxPickleBytes = uint64_t{256} << 20;
 
-PyRef MakeObject(PyObject::Kind kind) {
-  auto object = std::make_shared<PyObject>();
-  object->kind = kind;
-  return object;
-}
-
-class PickleReader {
+class TorchPickleInterpreter {
  public:
-  PickleReader(const std::string& path, const char* data, size_t size,
-               caffe2::serialize::PyTorchStreamReader* archive,
-               const std::unordered_map<std::string, uint64_t>* record_sizes)
-      : path_(path), data_(data), size_(size), archive_(archive), record_sizes_(record_sizes) {}
+  TorchPickleInterpreter(const std::string& path, caffe2::serialize::PyTorchStreamReader* archive,
+                         const std::unordered_map<std::string, uint64_t>* record_sizes)
+      : path_(path), archive_(archive), record_sizes_(record_sizes) {}
 
-  // Unlinks every container made while parsing: objects built by the pickle may nest millions of
-  // levels deep (recursive destruction would overflow the stack) or refer to themselves through
-  // the memo (which shared_ptr alone would leak). Results taken from Run() must be used first.
-  ~PickleReader() {
-    for (const PyRef& object : containers_) {
-      object->items.clear();
-      object->dict.clear();
+  // The (key, value) entries of a dict or OrderedDict value; null if `value` is neither.
+  static const std::vector<std::pair<PickleValuePtr, PickleValuePtr>>* DictEntries(const PickleValue& value) {
+    if (value.type == PickleValue::Type::kDict) return &value.dict_items;
+    if (value.type == PickleValue::Type::kObject && value.called &&
+        (value.IsGlobal("collections", "OrderedDict") || value.IsGlobal("builtins", "dict") ||
+         value.IsGlobal("__builtin__", "dict"))) {
+      return &value.dict_items;  // filled by SETITEMS after the call
     }
+    return nullptr;
   }
 
-  PyRef Run() {
-    while (true) {
-      const size_t opcode_pos = pos_;
-      const uint8_t op = ReadU8();
-      switch (op) {
-        case 0x80: ReadU8(); break;                      // PROTO
-        case 0x95: Skip(8); break;                       // FRAME
-        case '(': marks_.push_back(stack_.size()); break;  // MARK
-        case '.': {                                      // STOP
-          if (stack_.empty()) Fail("empty stack at STOP");
-          return stack_.back();
-        }
-        case 'N': Push(MakeObject(PyObject::Kind::kNone)); break;
-        case 0x88: case 0x89: {                          // NEWTRUE / NEWFALSE
-          auto object = MakeObject(PyObject::Kind::kBool);
-          object->int_value = op == 0x88;
-          Push(object);
-          break;
-        }
-        case 'J': PushInt(static_cast<int32_t>(ReadLe(4))); break;  // BININT
-        case 'K': PushInt(ReadU8()); break;                          // BININT1
-        case 'M': PushInt(static_cast<int64_t>(ReadLe(2))); break;   // BININT2
-        case 0x8a: {                                                 // LONG1
-          const int n = ReadU8();
-          if (n > 8) Fail("integer too large");
-          uint64_t value = 0;
-          for (int i = 0; i < n; ++i) value |= static_cast<uint64_t>(ReadU8()) << (8 * i);
-          if (n > 0 && n < 8 && (value >> (8 * n - 1)) & 1) value |= ~uint64_t{0} << (8 * n);
-          PushInt(static_cast<int64_t>(value));
-          break;
-        }
-        case 'G': {                                      // BINFLOAT (big-endian double)
-          uint64_t bits = 0;
-          for (int i = 0; i < 8; ++i) bits = (bits << 8) | ReadU8();
-          auto object = MakeObject(PyObject::Kind::kFloat);
-          std::memcpy(&object->float_value, &bits, 8);
-          Push(object);
-          break;
-        }
-        case 'X': PushString(ReadLe(4), PyObject::Kind::kString); break;     // BINUNICODE
-        case 0x8c: PushString(ReadU8(), PyObject::Kind::kString); break;     // SHORT_BINUNICODE
-        case 0x8d: PushString(ReadLe(8), PyObject::Kind::kString); break;    // BINUNICODE8
-        case 'U': PushString(ReadU8(), PyObject::Kind::kString); break;      // SHORT_BINSTRING
-        case 'T': PushString(ReadLe(4), PyObject::Kind::kString); break;     // BINSTRING
-        case 'C': PushString(ReadU8(), PyObject::Kind::kBytes); break;       // SHORT_BINBYTES
-        case 'B': PushString(ReadLe(4), PyObject::Kind::kBytes); break;      // BINBYTES
-        case ')': Push(Container(PyObject::Kind::kTuple)); break;           // EMPTY_TUPLE
-        case 't': {                                                          // TUPLE
-          auto object = Container(PyObject::Kind::kTuple);
-          object->items = PopToMark();
-          NestAll(*object, object->items);
-          Push(object);
-          break;
-        }
-        case 0x85: case 0x86: case 0x87: {                                   // TUPLE1..3
-          const size_t n = op - 0x84;
-          if (stack_.size() < n) Fail("stack underflow");
-          auto object = Container(PyObject::Kind::kTuple);
-          object->items.assign(stack_.end() - n, stack_.end());
-          stack_.resize(stack_.size() - n);
-          NestAll(*object, object->items);
-          Push(object);
-          break;
-        }
-        case ']': Push(Container(PyObject::Kind::kList)); break;            // EMPTY_LIST
-        case 'a': {                                                          // APPEND
-          PyRef value = Pop();
-          PyRef list = Top();
-          if (list->kind != PyObject::Kind::kList) Fail("APPEND on a non-list");
-          Nest(*list, *value);
-          list->items.push_back(value);
-          break;
-        }
-        case 'e': {                                                          // APPENDS
-          std::vector<PyRef> values = PopToMark();
-          PyRef list = Top();
-          if (list->kind != PyObject::Kind::kList) Fail("APPENDS on a non-list");
-          NestAll(*list, values);
-          list->items.insert(list->items.end(), values.begin(), values.end());
-          break;
-        }
-        case '}': Push(Container(PyObject::Kind::kDict)); break;            // EMPTY_DICT
-        case 's': {                                                          // SETITEM
-          PyRef value = Pop();
-          PyRef key = Pop();
-          PyRef dict = Top();
-          if (dict->kind != PyObject::Kind::kDict) Fail("SETITEM on a non-dict");
-          Nest(*dict, *key);
-          Nest(*dict, *value);
-          dict->dict.emplace_back(key, value);
-          break;
-        }
-        case 'u': {                                                          // SETITEMS
-          std::vector<PyRef> values = PopToMark();
-          PyRef dict = Top();
-          if (dict->kind != PyObject::Kind::kDict) Fail("SETITEMS on a non-dict");
-          if (values.size() % 2 != 0) Fail("odd number of SETITEMS values");
-          NestAll(*dict, values);
-          for (size_t i = 0; i < values.size(); i += 2) {
-            dict->dict.emplace_back(values[i], values[i + 1]);
-          }
-          break;
-        }
-        case 'c': {                                                          // GLOBAL
-          const std::string module = ReadLine();
-          const std::string name = ReadLine();
-          auto object = MakeObject(PyObject::Kind::kGlobal);
-          object->text = module + "." + name;
-          Push(object);
-          break;
-        }
-        case 0x93: {                                                         // STACK_GLOBAL
-          PyRef name = Pop();
-          PyRef module = Pop();
-          auto object = MakeObject(PyObject::Kind::kGlobal);
-          object->text = module->text + "." + name->text;
-          Push(object);
-          break;
-        }
-        case 'R': {                                                          // REDUCE
-          PyRef args = Pop();
-          PyRef callable = Pop();
-          Push(Call(callable, args));
-          break;
-        }
-        case 0x81: {                                                         // NEWOBJ
-          PyRef args = Pop();
-          PyRef cls = Pop();
-          Push(Call(cls, args));
-          break;
-        }
-        case 'b': Pop(); break;  // BUILD: state (e.g. OrderedDict._metadata) is not needed
-        case 'Q': Push(LoadPersistent(Pop())); break;                        // BINPERSID
-        case 'q': Memo(ReadU8()); break;                                     // BINPUT
-        case 'r': Memo(ReadLe(4)); break;                                    // LONG_BINPUT
-        case 0x94: Memo(memo_.size()); break;                                // MEMOIZE
-        case 'h': Push(Recall(ReadU8())); break;                             // BINGET
-        case 'j': Push(Recall(ReadLe(4))); break;                            // LONG_BINGET
-        case '0': Pop(); break;                                              // POP
-        case '1': PopToMark(); break;                                        // POP_MARK
-        case '2': Push(Top()); break;                                        // DUP
-        default: {
-          char buffer[64];
-          std::snprintf(buffer, sizeof(buffer), "unsupported pickle opcode 0x%02x at byte %zu",
-                        op, opcode_pos);
-          Fail(buffer);
-        }
-      }
+  // The tensor a state-dict value describes; FormatError naming `key` otherwise.
+  at::Tensor Tensor(const PickleValue& value, const std::string& key) {
+    if (value.type == PickleValue::Type::kObject && value.called &&
+        (value.IsGlobal("torch._utils", "_rebuild_parameter") ||
+         value.IsGlobal("torch._utils", "_rebuild_parameter_with_state"))) {
+      const PickleValue& args = *value.args;
+      if (args.items.empty()) Fail("entry '" + key + "': " + value.TypeName() + " without a tensor");
+      return Tensor(*args.items[0], key);  // Parameter(tensor, ...): one level
     }
+    if (value.type != PickleValue::Type::kObject || !value.called ||
+        !(value.IsGlobal("torch._utils", "_rebuild_tensor_v2") || value.IsGlobal("torch._utils", "_rebuild_tensor"))) {
+      Fail("entry '" + key + "' is not a tensor (a " + value.TypeName() + ")");
+    }
+    const std::vector<PickleValuePtr>& args = value.args->items;
+    if (args.size() < 4) Fail("entry '" + key + "': " + value.name + " with too few arguments");
+    const at::Tensor storage = Storage(*args[0], key);
+    const int64_t offset = Int(*args[1], "storage offset", key);
+    const std::vector<int64_t> sizes = IntTuple(*args[2], "tensor size", key);
+    const std::vector<int64_t> strides = IntTuple(*args[3], "tensor stride", key);
+    if (sizes.size() != strides.size()) Fail("entry '" + key + "': size and stride lengths differ");
+    const int64_t storage_numel = storage.numel();
+    int64_t extent = offset;
+    int64_t numel = 1;
+    bool empty = false;
+    bool overflow = false;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      if (sizes[i] < 0 || strides[i] < 0) Fail("entry '" + key + "': negative size or stride");
+      if (sizes[i] == 0) empty = true;
+      int64_t step = 0;
+      overflow |= __builtin_mul_overflow(sizes[i] == 0 ? 0 : sizes[i] - 1, strides[i], &step);
+      overflow |= __builtin_add_overflow(extent, step, &extent);
+      overflow |= __builtin_mul_overflow(numel, sizes[i], &numel);
+    }
+    // A state-dict tensor never has more elements than its storage (no expanded views).
+    if (offset < 0 || (!empty && (overflow || extent >= storage_numel || numel > storage_numel))) {
+      Fail("entry '" + key + "': tensor of size " + ShapeString(sizes) + " exceeds its storage of " +
+           std::to_string(storage_numel) + " elements");
+    }
+    return storage.as_strided(sizes, strides, offset).contiguous();
   }
 
  private:
@@ -394,164 +264,31 @@ class PickleReader {
     MEGALOC_THROW(FormatError, path_ << ": cannot read the torch.save pickle (data.pkl): " << what);
   }
 
-  uint8_t ReadU8() {
-    if (pos_ >= size_) Fail("unexpected end of data");
-    return static_cast<uint8_t>(data_[pos_++]);
-  }
-  void Skip(size_t n) {
-    if (size_ - pos_ < n) Fail("unexpected end of data");
-    pos_ += n;
-  }
-  uint64_t ReadLe(int n) {
-    uint64_t value = 0;
-    for (int i = 0; i < n; ++i) value |= static_cast<uint64_t>(ReadU8()) << (8 * i);
-    return value;
-  }
-  std::string ReadLine() {
-    std::string line;
-    while (true) {
-      const char c = static_cast<char>(ReadU8());
-      if (c == '\n') return line;
-      line.push_back(c);
-      if (line.size() > 4096) Fail("GLOBAL name too long");
+  int64_t Int(const PickleValue& value, const char* what, const std::string& key) const {
+    if (value.type != PickleValue::Type::kInt && value.type != PickleValue::Type::kBool) {
+      Fail("entry '" + key + "': expected an integer for " + what + ", got a " + value.TypeName());
     }
+    return value.int_value;
   }
-  void Push(PyRef object) { stack_.push_back(std::move(object)); }
-  PyRef Container(PyObject::Kind kind) {
-    PyRef object = MakeObject(kind);
-    containers_.push_back(object);
-    return object;
-  }
-  // Records that `parent` now holds `child`; rejects nesting deeper than kMaxPickleDepth.
-  void Nest(PyObject& parent, const PyObject& child) {
-    if (child.depth + 1 > parent.depth) parent.depth = child.depth + 1;
-    if (parent.depth > kMaxPickleDepth) {
-      Fail("containers nest deeper than " + std::to_string(kMaxPickleDepth) + " levels");
-    }
-  }
-  void NestAll(PyObject& parent, const std::vector<PyRef>& children) {
-    for (const PyRef& child : children) Nest(parent, *child);
-  }
-  void PushInt(int64_t value) {
-    auto object = MakeObject(PyObject::Kind::kInt);
-    object->int_value = value;
-    Push(object);
-  }
-  void PushString(uint64_t length, PyObject::Kind kind) {
-    if (size_ - pos_ < length) Fail("unexpected end of data in a string");
-    auto object = MakeObject(kind);
-    object->text.assign(data_ + pos_, length);
-    pos_ += length;
-    Push(object);
-  }
-  PyRef Pop() {
-    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) {
-      Fail("stack underflow");
-    }
-    PyRef object = stack_.back();
-    stack_.pop_back();
-    return object;
-  }
-  PyRef Top() {
-    if (stack_.empty()) Fail("stack underflow");
-    return stack_.back();
-  }
-  std::vector<PyRef> PopToMark() {
-    if (marks_.empty()) Fail("MARK expected");
-    const size_t mark = marks_.back();
-    marks_.pop_back();
-    if (mark > stack_.size()) Fail("bad MARK");
-    std::vector<PyRef> items(stack_.begin() + mark, stack_.end());
-    stack_.resize(mark);
-    return items;
-  }
-  void Memo(uint64_t index) { memo_[index] = Top(); }
-  PyRef Recall(uint64_t index) {
-    auto it = memo_.find(index);
-    if (it == memo_.end()) Fail("memo entry " + std::to_string(index) + " missing");
-    return it->second;
-  }
-
-  static int64_t AsInt(const PyRef& object, const char* what, const PickleReader& reader) {
-    if (object->kind != PyObject::Kind::kInt && object->kind != PyObject::Kind::kBool) {
-      reader.Fail(std::string("expected an integer for ") + what);
-    }
-    return object->int_value;
-  }
-  std::vector<int64_t> AsIntTuple(const PyRef& object, const char* what) const {
-    if (object->kind != PyObject::Kind::kTuple && object->kind != PyObject::Kind::kList) {
-      Fail(std::string("expected a tuple for ") + what);
-    }
+  std::vector<int64_t> IntTuple(const PickleValue& value, const char* what, const std::string& key) const {
+    if (!value.IsSequence()) Fail("entry '" + key + "': expected a tuple for " + what);
     std::vector<int64_t> values;
-    for (const auto& item : object->items) values.push_back(AsInt(item, what, *this));
+    for (const PickleValuePtr& item : value.items) values.push_back(Int(*item, what, key));
     return values;
   }
 
-  PyRef Call(const PyRef& callable, const PyRef& args) {
-    if (callable->kind != PyObject::Kind::kGlobal) Fail("call of a non-global object");
-    const std::string& name = callable->text;
-    if (name == "collections.OrderedDict" || name == "builtins.dict" ||
-        name == "__builtin__.dict") {
-      auto dict = Container(PyObject::Kind::kDict);
-      if (!args->items.empty() && args->items[0]->kind == PyObject::Kind::kList) {
-        for (const auto& pair : args->items[0]->items) {
-          if (pair->items.size() == 2) dict->dict.emplace_back(pair->items[0], pair->items[1]);
-        }
-      }
-      return dict;
+  // The storage a persistent id names, read from the archive once per key.
+  at::Tensor Storage(const PickleValue& value, const std::string& key) {
+    const PickleValue* pid = value.type == PickleValue::Type::kPersistent ? value.args.get() : nullptr;
+    if (pid == nullptr || pid->type != PickleValue::Type::kTuple || pid->items.size() < 5 ||
+        pid->items[0]->type != PickleValue::Type::kString || pid->items[0]->string_value != "storage" ||
+        pid->items[1]->type != PickleValue::Type::kObject || pid->items[2]->type != PickleValue::Type::kString) {
+      Fail("entry '" + key + "': unsupported storage reference (expected the persistent id ('storage', type, "
+           "key, location, numel))");
     }
-    if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor") {
-      if (args->items.size() < 4) Fail(name + " with too few arguments");
-      const PyRef& storage = args->items[0];
-      if (storage->kind != PyObject::Kind::kStorage) Fail(name + ": first argument not a storage");
-      const int64_t offset = AsInt(args->items[1], "storage offset", *this);
-      const std::vector<int64_t> sizes = AsIntTuple(args->items[2], "tensor size");
-      const std::vector<int64_t> strides = AsIntTuple(args->items[3], "tensor stride");
-      if (sizes.size() != strides.size()) Fail("size and stride lengths differ");
-      const int64_t storage_numel = storage->tensor.numel();
-      int64_t extent = offset;
-      int64_t numel = 1;
-      bool empty = false;
-      bool overflow = false;
-      for (size_t i = 0; i < sizes.size(); ++i) {
-        if (sizes[i] < 0 || strides[i] < 0) Fail("negative size or stride");
-        if (sizes[i] == 0) empty = true;
-        int64_t step = 0;
-        overflow |= __builtin_mul_overflow(sizes[i] == 0 ? 0 : sizes[i] - 1, strides[i], &step);
-        overflow |= __builtin_add_overflow(extent, step, &extent);
-        overflow |= __builtin_mul_overflow(numel, sizes[i], &numel);
-      }
-      // A state-dict tensor never has more elements than its storage (no expanded views).
-      if (offset < 0 || (!empty && (overflow || extent >= storage_numel || numel > storage_numel))) {
-        Fail("tensor of size " + ShapeString(sizes) + " exceeds its storage of " +
-             std::to_string(storage_numel) + " elements");
-      }
-      auto object = MakeObject(PyObject::Kind::kTensor);
-      object->tensor = storage->tensor.as_strided(sizes, strides, offset).contiguous();
-      return object;
-    }
-    if (name == "torch._utils._rebuild_parameter" ||
-        name == "torch._utils._rebuild_parameter_with_state") {
-      if (args->items.empty() || args->items[0]->kind != PyObject::Kind::kTensor) {
-        Fail(name + ": first argument not a tensor");
-      }
-      return args->items[0];
-    }
-    // Anything else (optimizer state, numpy scalars, ...) is kept as an opaque object; it is an
-    // error only if it ends up where a tensor is required.
-    auto object = MakeObject(PyObject::Kind::kOther);
-    object->text = name;
-    return object;
-  }
-
-  PyRef LoadPersistent(const PyRef& pid) {
-    if (pid->kind != PyObject::Kind::kTuple || pid->items.size() < 5 ||
-        pid->items[0]->text != "storage" || pid->items[1]->kind != PyObject::Kind::kGlobal) {
-      Fail("unsupported persistent id (expected ('storage', type, key, location, numel))");
-    }
-    const std::string& type_name = pid->items[1]->text;
-    const std::string& key = pid->items[2]->text;
-    const int64_t numel = AsInt(pid->items[4], "storage size", *this);
+    const std::string type_name = pid->items[1]->module + "." + pid->items[1]->name;
+    const std::string& storage_key = pid->items[2]->string_value;
+    const int64_t numel = Int(*pid->items[4], "storage size", key);
     static const std::unordered_map<std::string, at::ScalarType> kStorageTypes = {
         {"torch.FloatStorage", at::kFloat},   {"torch.DoubleStorage", at::kDouble},
         {"torch.HalfStorage", at::kHalf},     {"torch.BFloat16Storage", at::kBFloat16},
@@ -561,18 +298,17 @@ class PickleReader {
     };
     auto type_it = kStorageTypes.find(type_name);
     if (type_it == kStorageTypes.end()) Fail("unsupported storage type " + type_name);
-    auto cached = storages_.find(key);
+    auto cached = storages_.find(storage_key);
     if (cached != storages_.end()) return cached->second;
-    const std::string record = "data/" + key;
+    const std::string record = "data/" + storage_key;
     if (!archive_->hasRecord(record)) Fail("storage record '" + record + "' is missing");
     const size_t element_size = c10::elementSize(type_it->second);
     const auto declared = record_sizes_->find(record);
     if (declared == record_sizes_->end()) Fail("storage record '" + record + "' is missing");
     // Checked before reading: a deflated record could expand to any size.
     if (numel < 0 || static_cast<uint64_t>(numel) > declared->second / element_size) {
-      Fail("storage record '" + record + "' has " + std::to_string(declared->second) +
-           " bytes, too few for " + std::to_string(numel) + " elements of " +
-           std::to_string(element_size) + " bytes");
+      Fail("storage record '" + record + "' has " + std::to_string(declared->second) + " bytes, too few for " +
+           std::to_string(numel) + " elements of " + std::to_string(element_size) + " bytes");
     }
     at::DataPtr data;
     size_t record_size = 0;
@@ -582,70 +318,21 @@ class PickleReader {
       Fail("cannot read storage record '" + record + "': " + error.what_without_backtrace());
     }
     if (record_size < static_cast<size_t>(numel) * element_size) {
-      Fail("storage record '" + record + "' has " + std::to_string(record_size) +
-           " bytes, expected " + std::to_string(numel * element_size));
+      Fail("storage record '" + record + "' has " + std::to_string(record_size) + " bytes, expected " +
+           std::to_string(numel * element_size));
     }
-    auto object = MakeObject(PyObject::Kind::kStorage);
     auto owner = std::make_shared<at::DataPtr>(std::move(data));
     void* raw = owner->get();
-    object->tensor = at::from_blob(
-        raw, {numel}, [owner](void*) mutable { owner.reset(); },
-        at::TensorOptions().dtype(type_it->second));
-    storages_[key] = object;
-    return object;
+    at::Tensor storage = at::from_blob(
+        raw, {numel}, [owner](void*) mutable { owner.reset(); }, at::TensorOptions().dtype(type_it->second));
+    storages_[storage_key] = storage;
+    return storage;
   }
 
   const std::string& path_;
-  const char* data_;
-  size_t size_;
-  size_t pos_ = 0;
   caffe2::serialize::PyTorchStreamReader* archive_;
   const std::unordered_map<std::string, uint64_t>* record_sizes_;
-  std::vector<PyRef> stack_;
-  std::vector<size_t> marks_;
-  std::unordered_map<uint64_t, PyRef> memo_;
-  std::unordered_map<std::string, PyRef> storages_;
-  std::vector<PyRef> containers_;
-};
-
-// ------------------------------------------------------------------------------------------------
-// Minimal pickler (protocol 2) for WriteTorchZip.
-
-class PickleWriter {
- public:
-  PickleWriter() { out_ += "\x80\x02"; }
-  void Global(const std::string& module, const std::string& name) {
-    out_ += 'c';
-    out_ += module + "\n" + name + "\n";
-  }
-  void String(const std::string& text) {
-    out_ += 'X';
-    AppendLe(text.size(), 4);
-    out_ += text;
-  }
-  void Int(int64_t value) {
-    if (value >= INT32_MIN && value <= INT32_MAX) {
-      out_ += 'J';
-      AppendLe(static_cast<uint32_t>(static_cast<int32_t>(value)), 4);
-    } else {
-      out_ += '\x8a';
-      out_ += '\x08';
-      AppendLe(static_cast<uint64_t>(value), 8);
-    }
-  }
-  void Op(char op) { out_ += op; }
-  void IntTuple(at::IntArrayRef values) {
-    Op('(');
-    for (int64_t value : values) Int(value);
-    Op('t');
-  }
-  std::string& bytes() { return out_; }
-
- private:
-  void AppendLe(uint64_t value, int n) {
-    for (int i = 0; i < n; ++i) out_ += static_cast<char>((value >> (8 * i)) & 0xff);
-  }
-  std::string out_;
+  std::unordered_map<std::string, at::Tensor> storages_;
 };
 
 const char* StorageTypeName(at::ScalarType type) {
@@ -825,41 +512,43 @@ TensorMap ReadTorchZip(const std::string& path) {
     MEGALOC_THROW(FormatError, path << ": cannot read data.pkl (" << error.what_without_backtrace()
                                     << ")");
   }
-  PickleReader reader(path, static_cast<const char*>(pickle_data.get()), pickle_size,
-                      archive.get(), &record_sizes);
-  PyRef root = reader.Run();
-  if (root->kind != PyObject::Kind::kDict) {
-    MEGALOC_THROW(FormatError, path << ": the pickled object is not a dict of tensors");
+  const PickleValuePtr root_value =
+      ParsePickle(std::string(static_cast<const char*>(pickle_data.get()), pickle_size), path + " (data.pkl)");
+  const auto* entries = TorchPickleInterpreter::DictEntries(*root_value);
+  if (entries == nullptr) {
+    MEGALOC_THROW(FormatError, path << ": the pickled object is not a dict of tensors (a "
+                                    << root_value->TypeName() << ")");
   }
   // Unwrap {"state_dict": {...}} style training checkpoints.
   for (const char* wrapper : {"state_dict", "model_state_dict", "model"}) {
-    for (const auto& item : root->dict) {
-      if (item.first->kind == PyObject::Kind::kString && item.first->text == wrapper &&
-          item.second->kind == PyObject::Kind::kDict) {
-        root = item.second;
+    const std::vector<std::pair<PickleValuePtr, PickleValuePtr>>* inner = nullptr;
+    for (const auto& item : *entries) {
+      if (item.first->type == PickleValue::Type::kString && item.first->string_value == wrapper) {
+        inner = TorchPickleInterpreter::DictEntries(*item.second);
         break;
       }
     }
+    if (inner != nullptr) {
+      entries = inner;
+      break;
+    }
   }
+  TorchPickleInterpreter interpreter(path, archive.get(), &record_sizes);
   TensorMap tensors;
-  for (const auto& item : root->dict) {
-    if (item.first->kind != PyObject::Kind::kString) {
-      MEGALOC_THROW(FormatError, path << ": a state-dict key is not a string");
+  for (const auto& item : *entries) {
+    if (item.first->type != PickleValue::Type::kString) {
+      MEGALOC_THROW(FormatError, path << ": a state-dict key is not a string (a " << item.first->TypeName() << ")");
     }
-    if (item.second->kind != PyObject::Kind::kTensor) {
-      MEGALOC_THROW(FormatError, path << ": entry '" << item.first->text << "' is not a tensor");
-    }
-    if (tensors.count(item.first->text)) {
-      MEGALOC_THROW(FormatError, path << ": duplicate key '" << item.first->text << "'");
-    }
-    at::Tensor tensor = ToFloatIfFloating(item.second->tensor);
+    const std::string& key = item.first->string_value;
+    if (tensors.count(key)) MEGALOC_THROW(FormatError, path << ": duplicate key '" << key << "'");
+    const at::Tensor read = interpreter.Tensor(*item.second, key);
+    at::Tensor tensor = ToFloatIfFloating(read);
     // A tensor that is exactly its storage record keeps that memory; views of a shared or larger
     // storage get their own copy.
-    const bool owns_record = tensor.data_ptr() != item.second->tensor.data_ptr() ||
+    const bool owns_record = tensor.data_ptr() != read.data_ptr() ||
                              (tensor.storage_offset() == 0 &&
-                              tensor.storage().nbytes() ==
-                                  static_cast<size_t>(tensor.numel()) * tensor.element_size());
-    tensors[item.first->text] = owns_record ? tensor : tensor.clone();
+                              tensor.storage().nbytes() == static_cast<size_t>(tensor.numel()) * tensor.element_size());
+    tensors[key] = owns_record ? tensor : tensor.clone();
   }
   return tensors;
 }
@@ -916,42 +605,33 @@ void WriteSafetensors(const std::string& path, const TensorMap& tensors,
 }
 
 void WriteTorchZip(const std::string& path, const TensorMap& tensors) {
+  // The layout torch.save writes: OrderedDict() filled by SETITEMS with name ->
+  // _rebuild_tensor_v2((persistent id of the storage), offset, size, stride, requires_grad, hooks).
   PickleWriter pickle;
   std::vector<at::Tensor> storages;
-  pickle.Global("collections", "OrderedDict");
-  pickle.Op(')');
-  pickle.Op('R');
-  pickle.Op('(');
+  auto int_tuple = [&pickle](at::IntArrayRef values) {
+    pickle.Mark();
+    for (int64_t value : values) pickle.Int(value);
+    pickle.Tuple();
+  };
+  pickle.Proto(2).Global("collections", "OrderedDict").EmptyTuple().Reduce().Mark();
   for (const auto& item : tensors) {
     at::Tensor tensor = item.second.detach().to(at::kCPU).contiguous();
     const char* storage_type = StorageTypeName(tensor.scalar_type());
     MEGALOC_CHECK_MSG(storage_type != nullptr, path << ": cannot write tensor '" << item.first
                                                     << "' of dtype " << tensor.scalar_type());
     const std::string key = std::to_string(storages.size());
-    pickle.String(item.first);
-    pickle.Global("torch._utils", "_rebuild_tensor_v2");
-    pickle.Op('(');
-    pickle.Op('(');
-    pickle.String("storage");
-    pickle.Global("torch", storage_type);
-    pickle.String(key);
-    pickle.String("cpu");
-    pickle.Int(tensor.numel());
-    pickle.Op('t');
-    pickle.Op('Q');
-    pickle.Int(0);
-    pickle.IntTuple(tensor.sizes());
-    pickle.IntTuple(tensor.strides());
-    pickle.Op('\x89');  // requires_grad = False
-    pickle.Global("collections", "OrderedDict");
-    pickle.Op(')');
-    pickle.Op('R');  // backward hooks
-    pickle.Op('t');
-    pickle.Op('R');
+    pickle.Str(item.first).Global("torch._utils", "_rebuild_tensor_v2").Mark();
+    pickle.Mark().Str("storage").Global("torch", storage_type).Str(key).Str("cpu").Int(tensor.numel()).Tuple();
+    pickle.BinPersId().Int(0);
+    int_tuple(tensor.sizes());
+    int_tuple(tensor.strides());
+    pickle.Bool(false);  // requires_grad
+    pickle.Global("collections", "OrderedDict").EmptyTuple().Reduce();  // backward hooks
+    pickle.Tuple().Reduce();
     storages.push_back(tensor);
   }
-  pickle.Op('u');
-  pickle.Op('.');
+  pickle.SetItems().Stop();
 
   const std::string tmp = path + ".tmp";
   {

@@ -1,6 +1,6 @@
 #pragma once
 
-// hloc's `pairs_from_retrieval` (docs/formats_pairs.md): for every query image, the
+// hloc's `pairs_from_retrieval` (docs/formats.md#pair-lists): for every query image, the
 // `num_neighbors` database images with the highest global-descriptor inner product.
 //
 // Semantics (same as hloc unless noted):

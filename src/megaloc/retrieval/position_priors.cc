@@ -29,14 +29,6 @@ constexpr double kPi = 3.14159265358979323846;
 
 double Radians(double degrees) { return degrees * kPi / 180.0; }
 
-bool ParseDouble(const std::string& text, double* value) {
-  if (text.empty()) return false;
-  char* end = nullptr;
-  errno = 0;
-  *value = std::strtod(text.c_str(), &end);
-  return end != text.c_str() && *end == '\0' && errno != ERANGE && std::isfinite(*value);
-}
-
 }  // namespace
 
 std::string PositionFrameToString(PositionFrame frame) {
@@ -152,7 +144,7 @@ PositionPriors ReadPositionPriorsCsv(const std::string& path, CsvCoordinates coo
     if (mode == CsvCoordinates::kAuto) mode = CsvCoordinates::kCartesian;
     double v[3];
     for (int i = 0; i < 3; ++i) {
-      if (!ParseDouble(fields[i + 1], &v[i])) {
+      if (!ParseFiniteDouble(fields[i + 1], &v[i])) {
         MEGALOC_THROW(FormatError, path << ":" << line_number << ": invalid number '"
                                         << fields[i + 1] << "' for '" << fields[0] << "'");
       }

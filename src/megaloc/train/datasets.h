@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "megaloc/colmap/model.h"
+
 namespace megaloc {
 
 // ---------------------------------------------------------------------------------------------
@@ -151,45 +153,6 @@ std::unique_ptr<PlaceSampler> MakeMslsCliqueSampler(MslsDataset dataset,
                                                     std::vector<float> cluster_descriptors,
                                                     int dim, const CliqueMiningOptions& clique,
                                                     const SamplerOptions& options);
-
-// ---------------------------------------------------------------------------------------------
-// COLMAP binary model reader (MegaScenes)
-
-struct ColmapCamera {
-  uint32_t camera_id = 0;
-  int32_t model_id = 0;
-  uint64_t width = 0, height = 0;
-  std::vector<double> params;
-};
-
-struct ColmapImage {
-  uint32_t image_id = 0;
-  std::array<double, 4> qvec{};  // qw, qx, qy, qz (world -> camera)
-  std::array<double, 3> tvec{};
-  uint32_t camera_id = 0;
-  std::string name;
-  std::vector<uint64_t> point3D_ids;  // valid ids only (2^64-1 = none dropped), sorted, unique
-  uint64_t num_points2D = 0;
-};
-
-struct ColmapPoint3D {
-  uint64_t point3D_id = 0;
-  std::array<double, 3> xyz{};
-  uint64_t track_length = 0;
-};
-
-// Little-endian COLMAP binary files. Throw FormatError naming the file on truncation, unknown
-// camera model or absurd counts.
-std::vector<ColmapCamera> ReadColmapCamerasBinary(const std::string& path);
-std::vector<ColmapImage> ReadColmapImagesBinary(const std::string& path);
-std::vector<ColmapPoint3D> ReadColmapPoints3DBinary(const std::string& path);
-// Writers (used by the tests to create models in the real format).
-void WriteColmapCamerasBinary(const std::string& path, const std::vector<ColmapCamera>& cameras);
-// `observations[i]` = the point3D id of each 2D point of image i (2^64-1 = none).
-void WriteColmapImagesBinary(const std::string& path, const std::vector<ColmapImage>& images,
-                             const std::vector<std::vector<uint64_t>>& observations);
-void WriteColmapPoints3DBinary(const std::string& path, const std::vector<ColmapPoint3D>& points,
-                               const std::vector<std::vector<std::pair<uint32_t, uint32_t>>>& tracks);
 
 // ---------------------------------------------------------------------------------------------
 // MegaScenes (sub-batch 3)

@@ -18,8 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "megaloc/eval/vpr_dataset.h"
-#include "megaloc/eval/vpr_recall.h"
+#include "megaloc/eval/vpr/vpr_dataset.h"
+#include "megaloc/eval/vpr/vpr_recall.h"
 #include "megaloc/model/autocast.h"
 #include "megaloc/model/weights.h"
 #include "megaloc/train/losses.h"

@@ -80,7 +80,7 @@ bool Utf8ToLatin1(const std::string& text, std::string* out) {
 
 bool IsContainer(const PickleValue& v) {
   return v.type == Type::kList || v.type == Type::kTuple || v.type == Type::kSet ||
-         v.type == Type::kDict || v.type == Type::kObject;
+         v.type == Type::kDict || v.type == Type::kObject || v.type == Type::kPersistent;
 }
 
 // Children of a value in a fixed order: items, dict keys and values, args, kwargs, state.
@@ -721,7 +721,18 @@ class Unpickler {
         return false;
       }
 
-      case 'P': case 'Q': Fail("persistent ids are not supported");
+      case 'P': {  // PERSID (protocol 0: the id is a line of text)
+        auto v = New(Type::kPersistent);
+        v->args = MakeString(Type::kString, ReadLine());
+        Push(v);
+        return false;
+      }
+      case 'Q': {  // BINPERSID
+        auto v = New(Type::kPersistent);
+        v->args = Pop();
+        Push(v);
+        return false;
+      }
       case 0x82: case 0x83: case 0x84: Fail("the extension registry (EXT1/2/4) is not supported");
       case 0x97: case 0x98: Fail("out-of-band buffers (protocol 5) are not supported");
       default:
@@ -772,6 +783,7 @@ std::string PickleValue::TypeName() const {
     case Type::kSet: return "set";
     case Type::kDict: return "dict";
     case Type::kObject: return module + "." + name + (called ? "(...)" : "");
+    case Type::kPersistent: return "persistent id";
   }
   return "?";
 }

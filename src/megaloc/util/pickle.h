@@ -8,8 +8,10 @@
 // to it become a kObject node recording the callable's module and name, its arguments and its
 // state, for the caller to interpret (see e.g. megaloc/eval/revisitop_gnd.cc for numpy arrays).
 //
-// Unsupported opcodes (persistent ids, extension registry, out-of-band buffers) and truncated or
-// inconsistent streams raise FormatError naming the file, the byte offset and the opcode.
+// Persistent ids (PERSID / BINPERSID, how torch.save refers to tensor storages) become kPersistent
+// nodes holding the id, for the caller to resolve (model/weights.cc). Unsupported opcodes
+// (extension registry, out-of-band buffers) and truncated or inconsistent streams raise
+// FormatError naming the file, the byte offset and the opcode.
 //
 // Limits for untrusted files: the value tree may nest at most kMaxPickleDepth containers deep and
 // may not refer to itself (a cycle built with the memo); both are FormatErrors. Destroying a tree
@@ -43,6 +45,7 @@ struct PickleValue {
     kSet,     // set / frozenset
     kDict,    // insertion order kept; keys may be any value
     kObject,  // global reference, possibly called (REDUCE / NEWOBJ / OBJ / INST) and built (BUILD)
+    kPersistent,  // persistent id (PERSID / BINPERSID); the id is in `args`
   };
 
   PickleValue() = default;

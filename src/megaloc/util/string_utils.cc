@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 namespace megaloc {
@@ -54,6 +57,38 @@ std::string ToLower(std::string text) {
 bool HasWhitespace(const std::string& text) {
   return std::any_of(text.begin(), text.end(),
                      [](unsigned char c) { return std::isspace(c) != 0; });
+}
+
+bool ParseDouble(const std::string& text, double* value) {
+  const std::string field = Trim(text);
+  if (field.empty()) return false;
+  // strtod also reads hexadecimal floats and "nan(chars)", which Python's float() rejects.
+  if (field.find_first_of("xX(") != std::string::npos) return false;
+  char* end = nullptr;
+  const double parsed = std::strtod(field.c_str(), &end);
+  if (end != field.c_str() + field.size()) return false;
+  *value = parsed;
+  return true;
+}
+
+bool ParseFiniteDouble(const std::string& text, double* value) {
+  double parsed = 0.0;
+  if (!ParseDouble(text, &parsed) || !std::isfinite(parsed)) return false;
+  *value = parsed;
+  return true;
+}
+
+bool ParseInt64(const std::string& text, int64_t* value) {
+  const std::string field = Trim(text);
+  const char* begin = field.data();
+  const char* end = field.data() + field.size();
+  if (begin != end && *begin == '+') ++begin;
+  if (begin == end || (*begin == '-' && field[0] == '+')) return false;
+  int64_t parsed = 0;
+  const auto result = std::from_chars(begin, end, parsed);
+  if (result.ec != std::errc() || result.ptr != end) return false;
+  *value = parsed;
+  return true;
 }
 
 }  // namespace megaloc

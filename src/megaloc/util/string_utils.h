@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,5 +16,15 @@ bool EndsWith(const std::string& text, const std::string& suffix);
 std::string ToLower(std::string text);
 // True if the text contains a space, tab, newline or other whitespace character.
 bool HasWhitespace(const std::string& text);
+
+// Number parsing of a whole field as Python's float() / int() read the text files we share with
+// Python tools: surrounding whitespace ignored, decimal only (no hexadecimal floats, no
+// "nan(...)"; ParseDouble accepts "nan" / "inf"), nothing after the number. Return false on
+// anything else; the caller names the file in its error.
+bool ParseDouble(const std::string& text, double* value);
+// ParseDouble and finite.
+bool ParseFiniteDouble(const std::string& text, double* value);
+// Optional sign and decimal digits, in int64 range.
+bool ParseInt64(const std::string& text, int64_t* value);
 
 }  // namespace megaloc

@@ -1,0 +1,45 @@
+# Installs the project into a fresh prefix and checks the installed headers: no LibTorch, HDF5 or
+# Boost include in any of them, and every one compiles on its own include path (one translation unit
+# including them all, syntax only). Run by CTest (megaloc_install.PublicHeaders) with
+#   -DBUILD_DIR=... -DPREFIX=... -DCXX=... -DCXX_STANDARD=17|20 -DEIGEN_INCLUDE=...
+file(REMOVE_RECURSE "${PREFIX}")
+execute_process(COMMAND "${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${PREFIX}"
+                RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "cmake --install failed: ${err}")
+endif()
+file(GLOB_RECURSE headers RELATIVE "${PREFIX}/include" "${PREFIX}/include/*.h")
+list(LENGTH headers count)
+if(count LESS 20)
+  message(FATAL_ERROR "only ${count} headers installed under ${PREFIX}/include")
+endif()
+set(tu "")
+foreach(header IN LISTS headers)
+  file(STRINGS "${PREFIX}/include/${header}" includes REGEX "^#include")
+  foreach(line IN LISTS includes)
+    if(line MATCHES "<(torch|ATen|c10|boost|hdf5|H5[A-Za-z]*\\.h|sqlite3|opencv2)")
+      message(FATAL_ERROR "installed header ${header} includes a private dependency: ${line}")
+    endif()
+    if(line MATCHES "\"megaloc/([^\"]+)\"" AND NOT EXISTS "${PREFIX}/include/megaloc/${CMAKE_MATCH_1}")
+      message(FATAL_ERROR "installed header ${header} includes megaloc/${CMAKE_MATCH_1}, which is not installed")
+    endif()
+  endforeach()
+  string(APPEND tu "#include \"${header}\"\n")
+endforeach()
+foreach(internal megaloc/model/megaloc_net.h megaloc/model/weights.h megaloc/model/autocast.h
+        megaloc/train/losses.h megaloc/io/hdf5_compat.h megaloc/cli/option_manager.h)
+  if(EXISTS "${PREFIX}/include/${internal}")
+    message(FATAL_ERROR "internal header ${internal} was installed")
+  endif()
+endforeach()
+file(WRITE "${PREFIX}/all_headers.cc" "${tu}")
+execute_process(COMMAND "${CXX}" -std=c++${CXX_STANDARD} -fsyntax-only -I "${PREFIX}/include" -isystem "${EIGEN_INCLUDE}"
+                        "${PREFIX}/all_headers.cc"
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the installed headers do not compile on their own:\n${err}")
+endif()
+if(NOT EXISTS "${PREFIX}/lib/cmake/megaloc/megalocConfig.cmake")
+  message(FATAL_ERROR "no CMake package installed")
+endif()
+message(STATUS "${count} public headers installed, free of private dependencies, compile on their own")
