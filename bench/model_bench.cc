@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "megaloc/model/autocast.h"
 #include "megaloc/model/megaloc.h"
 #include "megaloc/model/megaloc_net.h"
 #include "megaloc/model/weights.h"
@@ -115,17 +116,13 @@ int main(int argc, char** argv) {
   torch::Tensor reference;
   for (int i = 0; i <= iterations; ++i) {
     c10::InferenceMode guard;
-    if (bf16) {
-      at::autocast::set_cpu_enabled(true);
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    }
     megaloc::Timer timer;
-    torch::Tensor output = net->forward(input, forward_options);
-    const double elapsed = timer.ElapsedSeconds();
-    if (bf16) {
-      at::autocast::set_cpu_enabled(false);
-      at::autocast::clear_cache();
+    torch::Tensor output;
+    {
+      megaloc::Bf16AutocastScope autocast(bf16, torch::kCPU);
+      output = net->forward(input, forward_options);
     }
+    const double elapsed = timer.ElapsedSeconds();
     if (i == 0) {
       reference = output.to(torch::kFloat);
       std::printf("warm-up: %.3f s\n", elapsed);

@@ -236,8 +236,8 @@ TEST(Extraction, BadImagesAreReportedAndSkipped) {
   EXPECT_EQ(failed, (std::set<std::string>{"garbage.jpg", "text.jpg", "tiny.png", "truncated.png",
                                            "with space.png", "zero.png"}));
   for (const ImageFailure& f : reported) {
-    if (f.name == "tiny.png") EXPECT_NE(f.reason.find("too small"), std::string::npos) << f.reason;
-    if (f.name == "with space.png") EXPECT_NE(f.reason.find("whitespace"), std::string::npos) << f.reason;
+    if (f.name == "tiny.png") { EXPECT_NE(f.reason.find("too small"), std::string::npos) << f.reason; }
+    if (f.name == "with space.png") { EXPECT_NE(f.reason.find("whitespace"), std::string::npos) << f.reason; }
   }
   EXPECT_EQ(ReadAll(options.output_path).size(), 6u);
 }

@@ -45,7 +45,7 @@ void ExpectThrowWith(Fn fn, const std::string& needle1, const std::string& needl
   } catch (const IoError& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find(needle1), std::string::npos) << what;
-    if (!needle2.empty()) EXPECT_NE(what.find(needle2), std::string::npos) << what;
+    if (!needle2.empty()) { EXPECT_NE(what.find(needle2), std::string::npos) << what; }
   }
 }
 

@@ -1,6 +1,9 @@
 // Stage-by-stage parity with the authors' PyTorch code on the tiny fixture (tests/data/megaloc_tiny,
-// a subset of /work/shared/fixtures/megaloc_tiny). Tolerance 1e-5 on every stage; the achieved
-// maximum is printed (bit-exact is expected with Debian's LibTorch 1.13 at 1 thread).
+// a subset of /work/shared/fixtures/megaloc_tiny). Tolerance 1e-5 on every stage but the
+// transformer's feature maps, 2e-5 there (the fixture README: "other torch versions, BLAS: final_norm_out
+// ~1e-5"; LibTorch 2.6 on Debian 13 reaches 1.08e-5; the smallest bug signature it lists, LayerNorm eps
+// 1e-5, moves these maps by >= 5.6e-5). The achieved maximum is printed (bit-exact is expected with
+// Debian's LibTorch 1.13 at 1 thread).
 
 #include <gtest/gtest.h>
 
@@ -22,6 +25,15 @@ namespace testing {
 namespace {
 
 constexpr double kTolerance = 1e-5;
+// Transformer feature maps (summed over 12 blocks' worth of BLAS kernels of another build).
+constexpr double kFeatureMapTolerance = 2e-5;
+
+double StageTolerance(const std::string& file) {
+  return file == "block00_out.npy" || file == "final_norm_out.npy" || file == "patch_tokens.npy" ||
+                 file == "pos_embed_interp.npy"
+             ? kFeatureMapTolerance
+             : kTolerance;
+}
 
 class ParityTest : public ::testing::Test {
  protected:
@@ -90,7 +102,7 @@ double CheckSet(const std::string& set, const PreprocessingOptions& options, int
         continue;
       }
       const double diff = MaxAbsDiff(file.second, expected);
-      EXPECT_LE(diff, kTolerance) << set << "/" << stem << "/" << file.first;
+      EXPECT_LE(diff, StageTolerance(file.first)) << set << "/" << stem << "/" << file.first;
       overall = std::max(overall, diff);
       ++*num_files;
       if (diff == 0.0) ++*num_exact;
@@ -183,7 +195,7 @@ TEST_F(ParityTest, TrainModeActivatesDropoutEvalDoesNot) {
   EXPECT_NE(net->aggregator->agg->score[2]->as<torch::nn::ReLU>(), nullptr);
 }
 
-// Golden values of spec/model.md §3.4 (float64 reference, 3 iterations, dustbin z = 1).
+// Golden values of docs/model.md (SALAD Sinkhorn) (float64 reference, 3 iterations, dustbin z = 1).
 TEST_F(ParityTest, SinkhornGoldenValues) {
   const torch::Tensor scores =
       torch::tensor({0.5f, -1.0f, 2.0f, 1.5f, 0.0f, -0.5f}).reshape({1, 2, 3});

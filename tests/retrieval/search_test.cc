@@ -95,8 +95,8 @@ TEST(Search, MatchesBruteForceForManyBlockSizes) {
       const SearchResult result = Search(q, db, options, nullptr, nullptr, &stats);
       SCOPED_TRACE(::testing::Message() << "max_q " << max_q << " max_db " << max_db);
       ExpectMatchesReference(result, ref, 10);
-      if (max_q > 0) EXPECT_LE(stats.query_block, max_q);
-      if (max_db > 0) EXPECT_LE(stats.db_block, max_db);
+      if (max_q > 0) { EXPECT_LE(stats.query_block, max_q); }
+      if (max_db > 0) { EXPECT_LE(stats.db_block, max_db); }
     }
   }
 }
@@ -382,7 +382,7 @@ TEST(Search, FaissBackendsOrClearError) {
       for (int64_t r = 0; r < self.NumValid(i); ++r) {
         EXPECT_NE(self.Label(i, r), i);
         EXPECT_GE(self.Score(i, r), 0.0f);
-        if (r > 0) EXPECT_GE(self.Score(i, r - 1), self.Score(i, r));
+        if (r > 0) { EXPECT_GE(self.Score(i, r - 1), self.Score(i, r)); }
       }
     }
     options.min_score = -std::numeric_limits<float>::infinity();

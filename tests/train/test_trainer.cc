@@ -217,7 +217,7 @@ TEST(Trainer, PerSubBatchBackwardEqualsSummedLoss) {
   EXPECT_LT(max_diff, 1e-12);
   // Frozen parameters get no gradient; the training forward equals the inference forward.
   for (auto& item : net->named_parameters()) {
-    if (!item.value().requires_grad()) EXPECT_FALSE(item.value().grad().defined()) << item.key();
+    if (!item.value().requires_grad()) { EXPECT_FALSE(item.value().grad().defined()) << item.key(); }
   }
   net->eval();
   torch::NoGradGuard ng;
