@@ -64,6 +64,14 @@ int RunEvaluateStep(int argc, char** argv) {
     if (!options.Check()) {
       MEGALOC_THROW(InvalidArgument, "invalid options for lamar_eval evaluate");
     }
+    // The report: a regular file (or new), never one of the inputs.
+    const std::string gt = options.ground_truth_path.empty()
+                               ? JoinPaths(JoinPaths(options.session_path, "proc"), "alignment_trajectories.txt")
+                               : options.ground_truth_path;
+    const std::string queries =
+        options.queries_path.empty() ? JoinPaths(options.session_path, "queries.txt") : options.queries_path;
+    CheckOutputFiles({output_path}, {options.poses_path, gt, queries, JoinPaths(options.session_path, "sensors.txt"),
+                                     JoinPaths(options.session_path, "rigs.txt")});
     const lamar::EvaluationResult result = lamar::EvaluatePoses(options);
     const nlohmann::json json = lamar::EvaluationResultToJson(result);
     if (!output_path.empty()) {

@@ -180,6 +180,15 @@ TEST(LamarEvaluation, CommandLineWritesJsonInPercent) {
   EXPECT_NE(message.find("ERROR: "), std::string::npos) << message;
   EXPECT_NE(message.find("/nonexistent/poses.txt"), std::string::npos) << message;
   EXPECT_NE(testing::RunShell(testing::MegalocExecutable() + " lamar_eval nostep 2> /dev/null"), 0);
+
+  // The report may not replace an input (here: a copy of the poses given as both).
+  const std::string poses = JoinPaths(testing::TempDir(), "poses_copy.txt");
+  WriteFileAtomically(poses, ReadFileToString(testing::TestDataPath("lamar/poses_hololens.txt")));
+  const std::string same = testing::MegalocExecutable() + " lamar_eval evaluate --session_path " + session +
+                           " --poses_path " + poses + " --output_path " + poses + " 2> " + err;
+  EXPECT_NE(testing::RunShell(same), 0);
+  EXPECT_NE(ReadFileToString(err).find("same file"), std::string::npos) << ReadFileToString(err);
+  EXPECT_EQ(ReadFileToString(poses), ReadFileToString(testing::TestDataPath("lamar/poses_hololens.txt")));
 }
 
 }  // namespace

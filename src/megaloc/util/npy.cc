@@ -5,6 +5,7 @@
 #include <fstream>
 #include <numeric>
 
+#include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 
 namespace megaloc {
@@ -247,18 +248,17 @@ void WriteNpy(const std::string& path,
                        shape_text + ", }";
   const size_t total = 10 + header.size() + 1;
   header += std::string((64 - total % 64) % 64, ' ') + "\n";
-  std::ofstream file(path, std::ios::binary);
-  if (!file) MEGALOC_THROW(IoError, path << ": cannot create file");
-  file.write("\x93NUMPY\x01\x00", 8);
   const uint16_t len = static_cast<uint16_t>(header.size());
-  const char len_bytes[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
-  file.write(len_bytes, 2);
-  file.write(header.data(), header.size());
-  NpyArray tmp;
-  tmp.dtype = dtype;
-  tmp.shape = shape;
-  file.write(static_cast<const char*>(data), tmp.NumElements() * tmp.ElementSize());
-  if (!file) MEGALOC_THROW(IoError, path << ": write failed");
+  NpyArray layout;
+  layout.dtype = dtype;
+  layout.shape = shape;
+  std::string content("\x93NUMPY\x01\x00", 8);
+  content.push_back(static_cast<char>(len & 0xff));
+  content.push_back(static_cast<char>(len >> 8));
+  content += header;
+  content.append(static_cast<const char*>(data), layout.NumElements() * layout.ElementSize());
+  // Temporary file + fsync + rename: never a partial .npy; a full disk names the reason.
+  WriteFileAtomically(path, content);
 }
 
 void WriteNpy(const std::string& path, const std::vector<int64_t>& shape, const float* data) {

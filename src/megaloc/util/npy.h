@@ -37,7 +37,8 @@ NpyArray ReadNpy(const std::string& path);
 // The same for a .npy image in memory; `source` names it in errors.
 NpyArray ParseNpy(const std::string& bytes, const std::string& source);
 
-// Writes a .npy file (version 1.0) with the given dtype descriptor ("f4", "f8", "i8", "i4", "u1").
+// Writes a .npy file (version 1.0) with the given dtype descriptor ("f4", "f8", "i8", "i4", "u1"),
+// atomically (WriteFileAtomically: temporary file, fsync, rename; errors name the file and reason).
 void WriteNpy(const std::string& path,
               const std::string& dtype,
               const std::vector<int64_t>& shape,

@@ -112,11 +112,7 @@ void WriteRanksOfficial(const std::string& path, const std::vector<std::vector<i
   for (int64_t q = 0; q < nq; ++q) {
     for (int64_t r = 0; r < num_rows; ++r) data[r * nq + q] = ranks[q][r];
   }
-  const std::string tmp = path + ".tmp";
-  WriteNpy(tmp, {num_rows, nq}, data.data());
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    MEGALOC_THROW(IoError, path << ": cannot write the ranks file");
-  }
+  WriteNpy(path, {num_rows, nq}, data.data());  // atomically (temporary file + rename)
 }
 
 // "gnd_roxford5k.pkl" -> "roxford5k".
