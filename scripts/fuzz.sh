@@ -11,7 +11,7 @@ shift || true
 BUILD_DIR=${BUILD_DIR:-build-fuzz}
 JOBS=${JOBS:-$(nproc)}
 ALL=(pickle_fuzzer npy_fuzzer gnd_fuzzer pairs_fuzzer image_list_fuzzer capture_fuzzer
-     safetensors_fuzzer torch_zip_fuzzer)
+     safetensors_fuzzer torch_zip_fuzzer hdf5_fuzzer)
 HARNESSES=("$@")
 [ ${#HARNESSES[@]} -eq 0 ] && HARNESSES=("${ALL[@]}")
 
@@ -34,6 +34,7 @@ seeds() {
     capture_fuzzer) find tests/data/lamar -name '*.txt' | head -40 ;;
     safetensors_fuzzer) echo tests/fuzz/seeds/weights/*.safetensors ;;
     torch_zip_fuzzer) echo tests/fuzz/seeds/weights/*.torch ;;
+    hdf5_fuzzer) echo tests/fuzz/seeds/hdf5/*.h5 ;;
   esac
 }
 
