@@ -13,7 +13,7 @@ shift || true
 BUILD_DIR=${BUILD_DIR:-build-fuzz}
 JOBS=${JOBS:-$(nproc)}
 ALL=(pickle_fuzzer npy_fuzzer gnd_fuzzer pairs_fuzzer image_list_fuzzer capture_fuzzer
-     safetensors_fuzzer torch_zip_fuzzer hdf5_fuzzer)
+     safetensors_fuzzer torch_zip_fuzzer hdf5_fuzzer image_fuzzer)
 HARNESSES=("$@")
 [ ${#HARNESSES[@]} -eq 0 ] && HARNESSES=("${ALL[@]}")
 
@@ -37,6 +37,8 @@ seeds() {
     safetensors_fuzzer) echo tests/fuzz/seeds/weights/*.safetensors ;;
     torch_zip_fuzzer) echo tests/fuzz/seeds/weights/*.torch ;;
     hdf5_fuzzer) echo tests/fuzz/seeds/hdf5/*.h5 ;;
+    image_fuzzer) echo tests/data/decoding/*.jpg tests/data/decoding/*.webp tests/data/megaloc_tiny/images/*.jpg \
+                       tests/data/megaloc_tiny/images/test_100x70.png ;;
   esac
 }
 
