@@ -17,6 +17,7 @@ PACKAGES=(
   libeigen3-dev
   libboost-program-options-dev
   libopencv-dev
+  "libjpeg-dev|libjpeg62-turbo-dev" "libwebp-dev?"  # libjpeg: JPEG decoding (CMYK as PIL); libwebpdemux (optional): animated WebP
   libsqlite3-dev sqlite3
   libgtest-dev
   nlohmann-json3-dev

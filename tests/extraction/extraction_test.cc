@@ -1,5 +1,7 @@
 #include "megaloc/extraction/extraction.h"
 
+#include <unistd.h>
+
 #include <map>
 #include <set>
 
@@ -220,26 +222,66 @@ TEST(Extraction, BadImagesAreReportedAndSkipped) {
   WriteFileAtomically(JoinPaths(root, "garbage.jpg"), garbage);
   WriteSceneImage(root, "tiny.png", 30, 30, 9);  // model input 28x28: 2x2 patches < 8 clusters
   WriteSceneImage(root, "with space.png", 96, 80, 10);  // unusable in hloc/COLMAP pair files
+  ASSERT_EQ(symlink("moved/away.jpg", JoinPaths(root, "dangling.jpg").c_str()), 0);
   ExtractionOptions options = BaseOptions(root, JoinPaths(TempDir(), "feats.h5"));
   std::vector<ImageFailure> reported;
   options.failure_callback = [&](const ImageFailure& f) { reported.push_back(f); };
   const ExtractionStats stats = RunExtraction(options);
-  EXPECT_EQ(stats.num_images, 12u);
+  EXPECT_EQ(stats.num_images, 13u);
   EXPECT_EQ(stats.num_extracted, 6u);
-  EXPECT_EQ(stats.num_failed, 6u);
-  ASSERT_EQ(reported.size(), 6u);
+  EXPECT_EQ(stats.num_failed, 7u);
+  ASSERT_EQ(reported.size(), 7u);
   std::set<std::string> failed;
   for (const ImageFailure& f : reported) {
     failed.insert(f.name);
     EXPECT_NE(f.reason.find(f.name), std::string::npos) << f.reason;
   }
-  EXPECT_EQ(failed, (std::set<std::string>{"garbage.jpg", "text.jpg", "tiny.png", "truncated.png",
-                                           "with space.png", "zero.png"}));
+  EXPECT_EQ(failed, (std::set<std::string>{"dangling.jpg", "garbage.jpg", "text.jpg", "tiny.png",
+                                           "truncated.png", "with space.png", "zero.png"}));
   for (const ImageFailure& f : reported) {
     if (f.name == "tiny.png") { EXPECT_NE(f.reason.find("too small"), std::string::npos) << f.reason; }
     if (f.name == "with space.png") { EXPECT_NE(f.reason.find("whitespace"), std::string::npos) << f.reason; }
+    if (f.name == "dangling.jpg") {
+      EXPECT_NE(f.reason.find("dangling symbolic link"), std::string::npos) << f.reason;
+    }
   }
   EXPECT_EQ(ReadAll(options.output_path).size(), 6u);
+}
+
+// inference_precision records the precision that ran: --bf16 on a CPU without native bf16 matmul
+// runs float32 (with a warning) and must be recorded as float32, so that the file can be appended
+// to by a float32 run and is never mislabelled.
+TEST(Extraction, PrecisionAttributeIsWhatRan) {
+  const std::string root = MakeCollection();
+  ExtractionOptions options = BaseOptions(root, JoinPaths(TempDir(), "feats.h5"));
+  options.model.use_bf16 = true;
+  const bool native = DetectCpuBf16Support().Native();
+  EXPECT_EQ(UsesBf16(options.model), native);
+  ::testing::internal::CaptureStderr();
+  RunExtraction(options);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  const std::string expected = native ? "bfloat16-autocast" : "float32";
+  EXPECT_EQ(DescriptorFile::Open(options.output_path, DescriptorFile::Mode::kRead)
+                ->GetAttribute(kAttrPrecision),
+            expected);
+  if (!native) EXPECT_NE(log.find("--bf16 ignored"), std::string::npos) << log;
+  // ExtractionAttributes: predicted from the options, or the loaded model's precision.
+  for (const auto& [key, value] : ExtractionAttributes(options, 0, "")) {
+    if (key == kAttrPrecision) EXPECT_EQ(value, expected);
+  }
+  for (const auto& [key, value] : ExtractionAttributes(options, 0, "", "fp32")) {
+    if (key == kAttrPrecision) EXPECT_EQ(value, "float32");
+  }
+  // Appending to it with the same --bf16 is fine; without --bf16 it is fine where bf16 did not run.
+  WriteSceneImage(root, "g.png", 64, 64, 11);
+  ExtractionStats stats = RunExtraction(options);
+  EXPECT_EQ(stats.num_extracted, 1u);
+  if (!native) {
+    WriteSceneImage(root, "h.png", 64, 64, 12);
+    options.model.use_bf16 = false;
+    stats = RunExtraction(options);
+    EXPECT_EQ(stats.num_extracted, 1u);
+  }
 }
 
 // Three shards merged equal one run over everything, bit for bit.

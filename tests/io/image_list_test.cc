@@ -39,6 +39,19 @@ TEST(ImageList, RecursiveSortedCaseInsensitive) {
   const std::vector<std::string> with_links = ListImages(root);
   EXPECT_EQ(std::count(with_links.begin(), with_links.end(), "link/d.tif"), 1);
   EXPECT_EQ(with_links.size(), 8u);
+  // A dangling link named like an image is listed (hloc's glob lists it; reading it reports it as
+  // dangling); one named otherwise is not.
+  ASSERT_EQ(symlink("nowhere.jpg", JoinPaths(root, "sub/dangling.jpg").c_str()), 0);
+  ASSERT_EQ(symlink("nowhere.txt", JoinPaths(root, "sub/dangling.txt").c_str()), 0);
+  const std::vector<std::string> with_dangling = ListImages(root);
+  EXPECT_EQ(std::count(with_dangling.begin(), with_dangling.end(), "sub/dangling.jpg"), 1);
+  EXPECT_EQ(std::count(with_dangling.begin(), with_dangling.end(), "sub/dangling.txt"), 0);
+  EXPECT_EQ(with_dangling.size(), 9u);
+  std::string target;
+  EXPECT_TRUE(IsDanglingSymlink(JoinPaths(root, "sub/dangling.jpg"), &target));
+  EXPECT_EQ(target, "nowhere.jpg");
+  EXPECT_FALSE(IsDanglingSymlink(JoinPaths(root, "link")));
+  EXPECT_FALSE(IsDanglingSymlink(JoinPaths(root, "b.jpg")));
   try {
     ListImages(JoinPaths(root, "missing"));
     ADD_FAILURE();
@@ -62,6 +75,16 @@ TEST(ImageList, ReadListFile) {
     const std::string what = e.what();
     EXPECT_NE(what.find("list.txt:2"), std::string::npos) << what;
     EXPECT_NE(what.find("missing.jpg"), std::string::npos) << what;
+  }
+  ASSERT_EQ(symlink("gone.jpg", JoinPaths(root, "dangling.jpg").c_str()), 0);
+  WriteFileAtomically(list, "a.jpg\ndangling.jpg\n");
+  try {
+    ReadImageList(list, root);
+    ADD_FAILURE();
+  } catch (const IoError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("list.txt:2: image 'dangling.jpg'"), std::string::npos) << what;
+    EXPECT_NE(what.find("dangling symbolic link"), std::string::npos) << what;
   }
   WriteFileAtomically(list, "../a.jpg\n");
   EXPECT_THROW(ReadImageList(list, root), FormatError);

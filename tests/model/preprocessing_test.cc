@@ -1,14 +1,18 @@
 // Decoding and preprocessing (torch-free API of megaloc.h).
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
+#include "megaloc/model/image_codecs.h"
 #include "megaloc/model/megaloc.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
@@ -163,6 +167,12 @@ TEST(PreprocessingTest, BrokenFilesAreImageErrorsNamingTheFile) {
   const std::string missing = JoinPaths(dir, "missing.png");
   EXPECT_NE(ImageErrorOf(missing).find("no such image file"), std::string::npos);
   EXPECT_NE(ImageErrorOf(dir).find("directory"), std::string::npos);
+  // A dangling symbolic link: named, and said to be dangling (with its target).
+  const std::string dangling = JoinPaths(dir, "dangling.jpg");
+  ASSERT_EQ(symlink("gone/target.jpg", dangling.c_str()), 0);
+  const std::string message = ImageErrorOf(dangling);
+  EXPECT_NE(message.find(dangling + ": dangling symbolic link"), std::string::npos) << message;
+  EXPECT_NE(message.find("gone/target.jpg"), std::string::npos) << message;
 }
 
 // PIL convert("RGB") semantics for 16-bit and alpha PNGs (Pillow 9.4): 16-bit RGB(A) keeps the
@@ -316,6 +326,158 @@ TEST(PreprocessingTest, FixedSizeAndOptions) {
   EXPECT_TRUE(options.Check());
   options.resize_max = 0;
   EXPECT_FALSE(options.Check());
+}
+
+std::string Decoding(const std::string& name) { return TestDataPath("decoding/" + name); }
+
+// What OpenCV's cv::imdecode(IMREAD_COLOR) gives, as RGB: hloc's cv2.imread.
+std::vector<uint8_t> OpenCvRgb(const std::string& bytes) {
+  const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
+  const cv::Mat bgr = cv::imdecode(buffer, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return std::vector<uint8_t>(rgb.ptr<uint8_t>(), rgb.ptr<uint8_t>() + rgb.total() * 3);
+}
+
+std::vector<uint8_t> ReadRgb(const std::string& path, bool hloc, int* width, int* height) {
+  std::vector<uint8_t> rgb;
+  ReadRgbImage(path, hloc, &rgb, width, height);
+  return rgb;
+}
+
+// JPEGs are decoded with libjpeg directly: YCbCr and grey JPEGs (baseline, progressive, restart
+// markers, optimised Huffman tables) give exactly OpenCV's bytes, in both modes.
+TEST(PreprocessingTest, JpegDecodingEqualsOpenCv) {
+  const std::string dir = TempDir();
+  cv::Mat image(37, 53, CV_8UC3);
+  for (int y = 0; y < image.rows; ++y) {
+    for (int x = 0; x < image.cols; ++x) {
+      image.at<cv::Vec3b>(y, x) = cv::Vec3b((x * 5) % 256, (y * 7) % 256, ((x * y) * 3) % 256);
+    }
+  }
+  cv::Mat grey;
+  cv::cvtColor(image, grey, cv::COLOR_BGR2GRAY);
+  struct Case {
+    std::string name;
+    cv::Mat image;
+    std::vector<int> params;
+  };
+  const std::vector<Case> cases = {
+      {"420.jpg", image, {cv::IMWRITE_JPEG_QUALITY, 85}},
+      {"q100.jpg", image, {cv::IMWRITE_JPEG_QUALITY, 100}},
+      {"optimized.jpg", image, {cv::IMWRITE_JPEG_OPTIMIZE, 1}},
+      {"progressive.jpg", image, {cv::IMWRITE_JPEG_PROGRESSIVE, 1}},
+      {"restart.jpg", image, {cv::IMWRITE_JPEG_RST_INTERVAL, 2}},
+      {"grey.jpg", grey, {}},
+  };
+  std::vector<std::string> paths = {Tiny("images/test_511x385.jpg"),
+                                     Tiny("images/test_257x189_gray.jpg")};
+  for (const Case& c : cases) {
+    std::vector<uint8_t> encoded;
+    ASSERT_TRUE(cv::imencode(".jpg", c.image, encoded, c.params)) << c.name;
+    paths.push_back(JoinPaths(dir, c.name));
+    WriteBytes(paths.back(), std::string(encoded.begin(), encoded.end()));
+  }
+  for (const std::string& path : paths) {
+    const std::vector<uint8_t> expected = OpenCvRgb(ReadFileToString(path));
+    for (const bool hloc : {false, true}) {
+      int width = 0;
+      int height = 0;
+      EXPECT_EQ(ReadRgb(path, hloc, &width, &height), expected) << path << " hloc=" << hloc;
+    }
+  }
+}
+
+// An Adobe CMYK JPEG (inverted samples, as libjpeg writes them): bit for bit PIL's
+// convert("RGB") (tests/data/decoding/make_fixtures.py), and OpenCV's bytes in hloc mode.
+TEST(PreprocessingTest, CmykJpegMatchesPilExactly) {
+  int width = 0;
+  int height = 0;
+  const std::vector<uint8_t> pil = ReadRgb(Decoding("cmyk.jpg"), false, &width, &height);
+  const NpyArray expected = ReadNpy(Decoding("cmyk_pil_rgb.npy"));
+  ASSERT_EQ(expected.shape, (std::vector<int64_t>{height, width, 3}));
+  EXPECT_EQ(pil, expected.As<uint8_t>());
+  const std::vector<uint8_t> hloc = ReadRgb(Decoding("cmyk.jpg"), true, &width, &height);
+  EXPECT_EQ(hloc, OpenCvRgb(ReadFileToString(Decoding("cmyk.jpg"))));
+  EXPECT_NE(hloc, pil);  // the two conversions do differ on this image (by one or two levels)
+}
+
+// An animated WebP: its first frame, as PIL (OpenCV refuses the file), in both modes; a build
+// without libwebpdemux says so naming the file.
+TEST(PreprocessingTest, AnimatedWebpGivesTheFirstFrameAsPil) {
+  const std::string path = Decoding("animated.webp");
+  if (!internal::AnimatedWebpSupported()) {
+    EXPECT_NE(ImageErrorOf(path).find(path + ": animated WebP is not supported"), std::string::npos);
+    return;
+  }
+  const NpyArray expected = ReadNpy(Decoding("animated_pil_rgb.npy"));
+  for (const bool hloc : {false, true}) {
+    int width = 0;
+    int height = 0;
+    EXPECT_EQ(ReadRgb(path, hloc, &width, &height), expected.As<uint8_t>()) << hloc;
+    EXPECT_EQ(expected.shape, (std::vector<int64_t>{height, width, 3}));
+  }
+  // A cut file is an ImageError naming it, never a crash.
+  const std::string bytes = ReadFileToString(path);
+  const std::string cut = JoinPaths(TempDir(), "cut.webp");
+  WriteBytes(cut, bytes.substr(0, bytes.size() / 2));
+  EXPECT_NE(ImageErrorOf(cut).find(cut), std::string::npos);
+}
+
+// Warnings of the codec libraries name the file: a JPEG with extraneous bytes before a marker
+// (libjpeg: "Corrupt JPEG data: 3 extraneous bytes before marker 0xda") and a PNG whose ancillary
+// chunk has a bad CRC (libpng: "tEXt: CRC error") decode, with one WARNING line naming the file.
+TEST(PreprocessingTest, LibraryWarningsNameTheFile) {
+  const std::string dir = TempDir();
+  cv::Mat image(16, 24, CV_8UC3, cv::Scalar(10, 120, 200));
+  std::vector<uint8_t> encoded;
+  ASSERT_TRUE(cv::imencode(".jpg", image, encoded));
+  std::string jpeg(encoded.begin(), encoded.end());
+  const size_t sos = jpeg.find("\xFF\xDA");
+  ASSERT_NE(sos, std::string::npos);
+  jpeg.insert(sos, std::string("\x00\x01\x02", 3));
+  const std::string jpeg_path = JoinPaths(dir, "extraneous.jpg");
+  WriteBytes(jpeg_path, jpeg);
+
+  ASSERT_TRUE(cv::imencode(".png", image, encoded));
+  std::string png(encoded.begin(), encoded.end());
+  const std::string text = std::string("Comment") + '\0' + "hello";
+  std::string chunk;
+  for (int shift = 24; shift >= 0; shift -= 8) chunk += static_cast<char>((text.size() >> shift) & 0xFF);
+  chunk += "tEXt" + text + std::string("\xDE\xAD\xBE\xEF", 4);  // wrong CRC
+  png.insert(33, chunk);  // after the signature and IHDR
+  const std::string png_path = JoinPaths(dir, "bad_crc.png");
+  WriteBytes(png_path, png);
+
+  for (const bool hloc : {false, true}) {
+    ::testing::internal::CaptureStderr();
+    int width = 0;
+    int height = 0;
+    ReadRgb(jpeg_path, hloc, &width, &height);
+    EXPECT_EQ(width, 24);
+    ReadRgb(png_path, hloc, &width, &height);
+    EXPECT_EQ(width, 24);
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(log.find("WARNING: " + jpeg_path + ": Corrupt JPEG data: 3 extraneous bytes before marker 0xda"),
+              std::string::npos)
+        << log;
+    EXPECT_NE(log.find("WARNING: " + png_path + ": libpng warning: tEXt: CRC error"), std::string::npos) << log;
+    std::istringstream lines(log);
+    std::string line;
+    while (std::getline(lines, line)) {
+      EXPECT_TRUE(line.find(jpeg_path) != std::string::npos || line.find(png_path) != std::string::npos)
+          << "a library line without the file name: " << line;
+    }
+  }
+}
+
+// CaptureStderr returns what C code wrote to fd 2 and restores it.
+TEST(PreprocessingTest, CaptureStderrRestoresTheDescriptor) {
+  const std::string captured = internal::CaptureStderr([] { std::fprintf(stderr, "from C\n"); });
+  EXPECT_EQ(captured, "from C\n");
+  ::testing::internal::CaptureStderr();
+  std::fprintf(stderr, "after\n");
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "after\n");
 }
 
 }  // namespace

@@ -1,6 +1,10 @@
 // Checkpoint readers/writers and the strict loader.
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <caffe2/serialize/inline_container.h>
 
@@ -148,6 +152,43 @@ TEST(WeightsTest, WritersRoundTrip) {
   EXPECT_EQ(half_back.at("h").scalar_type(), torch::kFloat);
   EXPECT_TRUE(torch::equal(half_back.at("h"), torch::tensor({0.5f, -2.0f, 1024.0f})));
   EXPECT_TRUE(torch::equal(half_back.at("b"), torch::tensor({0.5f, -2.0f, 3.0f})));
+}
+
+// Both writers go through the common output helper: a failed write (disk full; here RLIMIT_FSIZE,
+// which fails writes with EFBIG the same way) names the file and the system's reason and leaves no
+// .tmp nor a partial file; a device is refused instead of being replaced.
+TEST(WeightsTest, WritersReportFailedWritesAndLeaveNoTemporary) {
+  const std::string dir = TempDir();
+  const TensorMap tensors = ReadSafetensors(TinyPath("megaloc_tiny_v2.safetensors"));
+  for (const bool zip : {false, true}) {
+    const std::string path = JoinPaths(dir, zip ? "full.torch" : "full.safetensors");
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      signal(SIGXFSZ, SIG_IGN);
+      const rlimit limit = {16384, 16384};
+      setrlimit(RLIMIT_FSIZE, &limit);
+      try {
+        zip ? WriteTorchZip(path, tensors) : WriteSafetensors(path, tensors);
+        _exit(3);
+      } catch (const IoError& e) {
+        const std::string what = e.what();
+        _exit(Contains(what, "File too large") && Contains(what, path) ? 0 : 4);
+      } catch (...) {
+        _exit(5);
+      }
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status)) << path;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << path;
+    EXPECT_FALSE(FileExists(path + ".tmp")) << path;
+    EXPECT_FALSE(FileExists(path)) << path;
+  }
+  EXPECT_TRUE(Contains(ErrorOf<IoError>([&] { WriteSafetensors("/dev/null", tensors); }),
+                       "/dev/null: cannot write the output"));
+  EXPECT_TRUE(Contains(ErrorOf<IoError>([&] { WriteTorchZip("/dev/null", tensors); }),
+                       "/dev/null: cannot write the output"));
 }
 
 TEST(WeightsTest, ConvertV1ToV2) {

@@ -1,5 +1,6 @@
 // `megaloc pairs` end to end: the built executable on real HDF5 files (summary, files, errors).
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -74,6 +75,16 @@ TEST(PairsCommand, WritesPairsAndSummary) {
                             &output),
             0);
   EXPECT_NE(output.find("Unknown retrieval backend 'flann'"), std::string::npos) << output;
+  // Non-finite float options: exactly one plain error line (no "Check failed" log line before it).
+  for (const std::string option : {"--min_score nan", "--min_score inf", "--max_distance nan"}) {
+    EXPECT_NE(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs + " --num_matched 3 " + option,
+                              &output),
+              0)
+        << option;
+    const std::string name = option.substr(2, option.find(' ') - 2);
+    EXPECT_EQ(output.find("ERROR: Invalid option " + name + ": "), 0u) << output;
+    EXPECT_EQ(std::count(output.begin(), output.end(), '\n'), 1) << output;
+  }
 }
 
 TEST(PairsCommand, NamesWithWhitespace) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -268,6 +270,59 @@ TEST(PairsFromRetrieval, DimensionMismatchAndBadFiles) {
   WriteFileAtomically(junk, "not an hdf5 file");
   options.db_descriptors_paths = {junk};
   EXPECT_THROW(PairsFromRetrieval(options), IoError);
+}
+
+// --min_score nan and other non-finite floating-point options: one plain InvalidArgument naming the
+// option, nothing logged before it (the CLI prints exactly one line). -inf min_score stays valid.
+TEST(PairsFromRetrieval, NonFiniteOptionsAreOnePlainError) {
+  const std::string dir = testing::TempDir();
+  const std::string path = JoinPaths(dir, "global.h5");
+  WriteFile(path, Names("", 4), 8, DescriptorDtype::kFloat16, 9);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  struct Case {
+    std::string option;
+    std::function<void(PairsFromRetrievalOptions*)> set;
+  };
+  const std::vector<Case> cases = {
+      {"min_score", [&](PairsFromRetrievalOptions* o) { o->search.min_score = nan; }},
+      {"min_score", [&](PairsFromRetrievalOptions* o) { o->search.min_score = inf; }},
+      {"max_distance", [&](PairsFromRetrievalOptions* o) { o->max_distance = nan; }},
+      {"max_distance", [&](PairsFromRetrievalOptions* o) { o->max_distance = inf; }},
+      {"max_distance", [&](PairsFromRetrievalOptions* o) { o->max_distance = -inf; }},
+      {"qe_alpha", [&](PairsFromRetrievalOptions* o) { o->expansion.qe_alpha = nan; }},
+      {"dba_alpha", [&](PairsFromRetrievalOptions* o) { o->expansion.dba_alpha = inf; }},
+  };
+  for (const Case& c : cases) {
+    PairsFromRetrievalOptions options;
+    options.descriptors_path = path;
+    options.search.num_neighbors = 2;
+    c.set(&options);
+    EXPECT_FALSE(options.Check()) << c.option;
+    ::testing::internal::CaptureStderr();
+    try {
+      PairsFromRetrieval(options);
+      ADD_FAILURE() << c.option << ": no error";
+    } catch (const InvalidArgument& e) {
+      const std::string message = e.what();
+      EXPECT_EQ(message.rfind("Invalid option " + c.option + ": ", 0), 0u) << message;
+      EXPECT_NE(message.find("finite"), std::string::npos) << message;
+      EXPECT_EQ(message.find("Check failed"), std::string::npos) << message;
+      EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    }
+    EXPECT_EQ(::testing::internal::GetCapturedStderr(), "") << c.option;
+  }
+  // Search() directly, too.
+  DescriptorMatrix x = DescriptorMatrix::Identity(3, 3);
+  SearchOptions search;
+  search.min_score = nan;
+  EXPECT_THROW(Search(x, x, search), InvalidArgument);
+  // -infinity keeps every finite score (documented), still accepted.
+  PairsFromRetrievalOptions options;
+  options.descriptors_path = path;
+  options.search.num_neighbors = 3;
+  options.search.min_score = -inf;
+  EXPECT_EQ(PairsFromRetrieval(options).pairs.size(), 4u * 3u);
 }
 
 TEST(RetrievePairs, InMemoryTiesBrokenByNameAndSelfByName) {

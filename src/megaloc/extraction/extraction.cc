@@ -126,6 +126,10 @@ std::vector<std::string> SelectNames(const ExtractionOptions& options) {
     for (const std::string& name : options.image_names) {
       if (!seen.insert(name).second) continue;
       if (!FileExists(JoinPaths(options.image_path, name))) {
+        if (IsDanglingSymlink(JoinPaths(options.image_path, name))) {
+          MEGALOC_THROW(IoError, JoinPaths(options.image_path, name)
+                                     << ": image is a dangling symbolic link (its target does not exist)");
+        }
         MEGALOC_THROW(IoError, "image '" << name << "' does not exist under " << options.image_path);
       }
       names.push_back(name);
@@ -155,14 +159,18 @@ bool ExtractionOptions::Check() const {
 }
 
 std::vector<std::pair<std::string, std::string>> ExtractionAttributes(
-    const ExtractionOptions& options, int descriptor_dim, const std::string& weights_sha256) {
+    const ExtractionOptions& options,
+    int descriptor_dim,
+    const std::string& weights_sha256,
+    const std::string& precision) {
+  const bool bf16 = precision.empty() ? UsesBf16(options.model) : precision == "bf16";
   return {
       {kAttrModel, "MegaLoc"},
       {kAttrDescriptorDim, descriptor_dim > 0 ? std::to_string(descriptor_dim) : ""},
       {kAttrWeightsSha256, weights_sha256},
       {kAttrPreprocessing, options.preprocessing.ToString()},
       {kAttrDtype, DescriptorDtypeName(options.dtype)},
-      {kAttrPrecision, options.model.use_bf16 ? "bfloat16-autocast" : "float32"},
+      {kAttrPrecision, bf16 ? "bfloat16-autocast" : "float32"},
       {kAttrToolVersion, MegalocVersion()},
   };
 }
@@ -206,7 +214,8 @@ ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* gi
 
   // Cheap settings (preprocessing, dtype) are checked before the model is loaded.
   if (!options.overwrite) {
-    const std::string early = ProvenanceMismatch(*file, ExtractionAttributes(options, 0, ""));
+    const std::string early = ProvenanceMismatch(
+        *file, ExtractionAttributes(options, 0, "", given_model ? given_model->Info().precision : ""));
     if (!early.empty()) {
       MEGALOC_THROW(FormatError, options.output_path
                                      << ": cannot append: " << early
@@ -240,7 +249,8 @@ ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* gi
   }
   stats.descriptor_dim = dim;
 
-  const auto attributes = ExtractionAttributes(options, dim, weights_sha256);
+  const auto attributes =
+      ExtractionAttributes(options, dim, weights_sha256, model ? model->Info().precision : "");
   bool has_own_attributes = file->HasAttribute(kAttrPreprocessing);
   std::string mismatch = ProvenanceMismatch(*file, attributes);
   if (mismatch.empty() && !has_own_attributes && !existing.empty() && dim > 0) {

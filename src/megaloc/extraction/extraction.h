@@ -103,8 +103,13 @@ ExtractionStats RunExtraction(const ExtractionOptions& options);
 ExtractionStats RunExtraction(const ExtractionOptions& options, MegaLocModel* model);
 
 // The provenance attributes this run writes (kAttr* of descriptor_store.h) for a model with the
-// given info.
+// given info. `precision` is the loaded model's ModelInfo::precision ("fp32" / "bf16"); empty =
+// what a model built from options.model would use (UsesBf16: --bf16 on a CPU without native bf16
+// runs, and is recorded as, float32).
 std::vector<std::pair<std::string, std::string>> ExtractionAttributes(
-    const ExtractionOptions& options, int descriptor_dim, const std::string& weights_sha256);
+    const ExtractionOptions& options,
+    int descriptor_dim,
+    const std::string& weights_sha256,
+    const std::string& precision = "");
 
 }  // namespace megaloc

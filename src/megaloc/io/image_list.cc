@@ -48,8 +48,10 @@ void ListRecursive(const fs::path& dir, const std::string& prefix,
     std::error_code type_ec;
     if (fs::is_directory(it->path(), type_ec)) {  // follows symlinks
       ListRecursive(it->path(), name, extensions, stack, out);
-    } else if (fs::is_regular_file(it->path(), type_ec) &&
-               HasImageExtension(filename, extensions)) {
+    } else if (HasImageExtension(filename, extensions) &&
+               (fs::is_regular_file(it->path(), type_ec) || IsDanglingSymlink(it->path().string()))) {
+      // A dangling link named like an image is listed, as hloc's glob lists it: reading it then
+      // fails for that image alone, with a message saying the link is dangling (ReadRgbImage).
       out->push_back(name);
     }
   }
@@ -91,6 +93,12 @@ std::vector<std::string> ReadImageList(const std::string& list_path,
                                            << "': " << problem);
     }
     if (!image_root.empty() && !FileExists(JoinPaths(image_root, name))) {
+      std::string target;
+      if (IsDanglingSymlink(JoinPaths(image_root, name), &target)) {
+        MEGALOC_THROW(IoError, list_path << ":" << line_number << ": image '" << name << "' under "
+                                         << image_root << " is a dangling symbolic link (its target '"
+                                         << target << "' does not exist)");
+      }
       MEGALOC_THROW(IoError, list_path << ":" << line_number << ": image '" << name
                                        << "' does not exist under " << image_root);
     }

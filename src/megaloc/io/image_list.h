@@ -18,6 +18,8 @@ std::vector<std::string> DefaultImageExtensions();
 // `extensions`, as paths relative to the root with '/' separators, sorted by bytes (= hloc's
 // `sorted()` on POSIX strings) and unique. Follows symbolic links to files and directories (a
 // directory reached twice through a cycle is skipped). Hidden files are included, as in hloc.
+// A dangling symbolic link with an image extension is listed too (hloc's glob lists it); reading
+// it fails for that image alone (ReadRgbImage: "dangling symbolic link").
 // Throws IoError if `image_root` is not a readable directory. Names are not validated here (see
 // DescriptorFile::CheckName).
 std::vector<std::string> ListImages(
@@ -28,7 +30,8 @@ std::vector<std::string> ListImages(
 // token; blank lines and lines whose first non-blank character is '#' are skipped. Order is kept,
 // later duplicates are dropped. Every name must be a valid relative name (DescriptorFile::CheckName)
 // and an existing file under `image_root` (skipped if `image_root` is empty). Throws IoError
-// (unreadable list, missing image: "<list>:<line>: ...") or FormatError (invalid name).
+// (unreadable list, missing image or dangling symbolic link: "<list>:<line>: ...") or FormatError
+// (invalid name).
 std::vector<std::string> ReadImageList(const std::string& list_path,
                                        const std::string& image_root);
 

@@ -107,6 +107,13 @@ bool ModelOptions::Check() const {
   return true;
 }
 
+bool UsesBf16(const ModelOptions& options) {
+  if (!options.use_bf16) return false;
+  const bool cuda = options.device.rfind("cuda", 0) == 0 ||
+                    (options.device == "auto" && torch::cuda::is_available());
+  return cuda || DetectCpuBf16Support().Native();
+}
+
 MegaLocModel::MegaLocModel(const ModelOptions& options) : impl_(std::make_unique<Impl>()) {
   if (!options.Check()) {
     MEGALOC_THROW(InvalidArgument, "invalid model options (weights_path='"

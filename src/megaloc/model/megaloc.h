@@ -79,6 +79,10 @@ PreprocessedImage LoadAndPreprocessImage(const std::string& path,
 // hloc does instead (cv2.imread IMREAD_COLOR | IMREAD_IGNORE_ORIENTATION, BGR -> RGB; 16-bit grey
 // -> high byte). Throws ImageError naming the file and the reason.
 // Images larger than `max_image_pixels` (> 0) are an ImageError.
+// JPEGs are decoded with libjpeg directly (same bytes as OpenCV for YCbCr/grey; CMYK/YCCK JPEGs
+// exactly as PIL, or as OpenCV with `hloc_decoding`); animated WebP gives its first frame, as PIL
+// (needs libwebpdemux; else ImageError). Warnings of the codec libraries (libjpeg's "Corrupt JPEG
+// data: ...", libpng's) are logged as MEGALOC_LOG(Warning) lines naming the file, not printed bare.
 void ReadRgbImage(const std::string& path, bool hloc_decoding, std::vector<uint8_t>* rgb,
                   int* width, int* height, int64_t max_image_pixels = 89478485);
 
@@ -143,6 +147,12 @@ struct CpuBf16Support {
   bool Native() const { return avx512_bf16 || amx_bf16; }
 };
 CpuBf16Support DetectCpuBf16Support();
+
+// Whether a MegaLocModel built with `options` runs bfloat16 autocast: use_bf16 on a CUDA device
+// (device "cuda[:N]", or "auto" with CUDA available), or on a CPU with native bf16 matmul
+// (DetectCpuBf16Support().Native()). The constructor decides the same way (ModelInfo::precision);
+// files record the result, never the bare option (extraction's inference_precision).
+bool UsesBf16(const ModelOptions& options);
 
 // The MegaLoc network with loaded weights, always in eval mode, without autograd.
 // Not thread-safe: use one instance per thread (LibTorch itself parallelises each forward).

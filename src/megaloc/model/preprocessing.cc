@@ -7,6 +7,8 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <iostream>
+#include <mutex>
 #include <sstream>
 
 #include <opencv2/core.hpp>
@@ -14,6 +16,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "megaloc/model/image_codecs.h"
 #include "megaloc/model/megaloc.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
@@ -180,6 +183,34 @@ bool StartsWith(const std::string& bytes, const unsigned char* magic, size_t n) 
   return bytes.size() >= n && std::memcmp(bytes.data(), magic, n) == 0;
 }
 
+// Re-emits what a decoding library wrote to stderr as warnings naming the file. Lines in our own
+// format ("ERROR: ", "WARNING: ") or without a diagnostic word were written meanwhile by another
+// thread of the program (e.g. a progress line) and go back to stderr unchanged.
+void EmitLibraryOutput(const std::string& path, const std::string& captured) {
+  std::istringstream lines(captured);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    std::string lower = line;
+    std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+    const bool ours = line.rfind("ERROR: ", 0) == 0 || line.rfind("WARNING: ", 0) == 0;
+    const bool diagnostic = lower.find("warning") != std::string::npos ||
+                            lower.find("error") != std::string::npos ||
+                            lower.find("corrupt") != std::string::npos ||
+                            lower.find("invalid") != std::string::npos ||
+                            lower.find("unknown") != std::string::npos ||
+                            lower.find("premature") != std::string::npos ||
+                            lower.find("libpng") != std::string::npos ||
+                            lower.find("tiff") != std::string::npos;
+    if (!ours && diagnostic) {
+      MEGALOC_LOG(Warning) << path << ": " << line;
+    } else {
+      std::lock_guard<std::mutex> lock(internal::LogMutex());
+      std::cerr << line << std::endl;
+    }
+  }
+}
+
 cv::Mat Decode(const std::string& path, const std::string& bytes, int flags) {
   // OpenCV's own log lines ("imread_: ...", "[ WARN:0@...]") name no file; failures are reported
   // by the ImageError below instead.
@@ -188,13 +219,22 @@ cv::Mat Decode(const std::string& path, const std::string& bytes, int flags) {
     return true;
   }();
   (void)silenced;
-  try {
-    const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
-                         const_cast<char*>(bytes.data()));
-    return cv::imdecode(buffer, flags);
-  } catch (const cv::Exception& error) {
-    MEGALOC_THROW(ImageError, path << ": cannot decode image (" << error.what() << ")");
-  }
+  cv::Mat image;
+  std::string error;
+  // libpng and the other codecs OpenCV wraps print their warnings (e.g. "libpng warning: iCCP:
+  // known incorrect sRGB profile") straight to stderr: capture them and name the file.
+  const std::string captured = internal::CaptureStderr([&] {
+    try {
+      const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
+                           const_cast<char*>(bytes.data()));
+      image = cv::imdecode(buffer, flags);
+    } catch (const cv::Exception& exception) {
+      error = exception.what();
+    }
+  });
+  if (!captured.empty()) EmitLibraryOutput(path, captured);
+  if (!error.empty()) MEGALOC_THROW(ImageError, path << ": cannot decode image (" << error << ")");
+  return image;
 }
 
 // Interleaved RGB uint8 like PIL Image.open(p).convert("RGB"): grey replicated, alpha dropped,
@@ -303,6 +343,11 @@ void ReadRgbImage(const std::string& path, bool hloc_decoding, std::vector<uint8
                   int* width, int* height, int64_t max_image_pixels) {
   if (!FileExists(path)) {
     if (DirectoryExists(path)) MEGALOC_THROW(ImageError, path << ": is a directory, not an image");
+    std::string target;
+    if (IsDanglingSymlink(path, &target)) {
+      MEGALOC_THROW(ImageError, path << ": dangling symbolic link (its target '" << target
+                                     << "' does not exist)");
+    }
     MEGALOC_THROW(ImageError, path << ": no such image file");
   }
   std::string bytes;
@@ -324,6 +369,30 @@ void ReadRgbImage(const std::string& path, bool hloc_decoding, std::vector<uint8
   uint64_t header_height = 0;
   if (ImageHeaderSize(bytes, &header_width, &header_height)) {
     CheckImagePixels(path, header_width, header_height, max_image_pixels);
+  }
+
+  static const unsigned char kJpegSoi[] = {0xFF, 0xD8};
+  if (StartsWith(bytes, kJpegSoi, 2)) {
+    // libjpeg directly (image_codecs.h): its warnings named, CMYK as PIL (or as OpenCV for hloc).
+    std::vector<std::string> warnings;
+    int w = 0;
+    int h = 0;
+    internal::DecodeJpegRgb(path, bytes,
+                            hloc_decoding ? internal::CmykConversion::kOpenCv
+                                          : internal::CmykConversion::kPil,
+                            rgb_out, &w, &h, &warnings);
+    for (const std::string& warning : warnings) {
+      MEGALOC_LOG(Warning) << path << ": " << warning << " (libjpeg; the image was decoded)";
+    }
+    CheckImagePixels(path, w, h, max_image_pixels);
+    *width = w;
+    *height = h;
+    return;
+  }
+  if (internal::IsAnimatedWebp(bytes)) {
+    // OpenCV refuses animated WebP; PIL decodes its first frame (libwebpdemux, image_codecs.h).
+    internal::DecodeAnimatedWebpFirstFrameRgb(path, bytes, max_image_pixels, rgb_out, width, height);
+    return;
   }
 
   cv::Mat rgb;

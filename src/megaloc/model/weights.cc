@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "megaloc/model/megaloc_net.h"
+#include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/pickle.h"
 #include "megaloc/util/pickle_writer.h"
@@ -583,25 +584,17 @@ void WriteSafetensors(const std::string& path, const TensorMap& tensors,
   }
   std::string header_text = header.dump();
   while ((8 + header_text.size()) % 8 != 0) header_text.push_back(' ');
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
-    if (!file) MEGALOC_THROW(IoError, tmp << ": cannot create file");
+  // Through the common output helper: refuses devices/FIFOs, writes through symbolic links, fsyncs,
+  // and reports a failed write (disk full) with the system's reason, leaving no .tmp.
+  WriteFileAtomically(path, [&](const ByteSink& sink) {
     const uint64_t header_size = header_text.size();
     char size_bytes[8];
     for (int i = 0; i < 8; ++i) size_bytes[i] = static_cast<char>((header_size >> (8 * i)) & 0xff);
-    file.write(size_bytes, 8);
-    file.write(header_text.data(), static_cast<std::streamsize>(header_text.size()));
+    if (!sink(size_bytes, 8) || !sink(header_text.data(), header_text.size())) return;
     for (const at::Tensor& tensor : contiguous) {
-      file.write(static_cast<const char*>(tensor.data_ptr()),
-                 static_cast<std::streamsize>(tensor.numel() * tensor.element_size()));
+      if (!sink(tensor.data_ptr(), tensor.numel() * tensor.element_size())) return;
     }
-    file.flush();
-    if (!file) MEGALOC_THROW(IoError, tmp << ": write failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    MEGALOC_THROW(IoError, path << ": cannot rename " << tmp << " into place");
-  }
+  });
 }
 
 void WriteTorchZip(const std::string& path, const TensorMap& tensors) {
@@ -633,14 +626,14 @@ void WriteTorchZip(const std::string& path, const TensorMap& tensors) {
   }
   pickle.SetItems().Stop();
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
-    if (!file) MEGALOC_THROW(IoError, tmp << ": cannot create file");
+  // Through the common output helper (see WriteSafetensors). After a failed write the sink drops
+  // the rest and the helper reports the system's reason; the zip writer is told every write
+  // succeeded, so it never throws from its destructor (which finishes the archive).
+  WriteFileAtomically(path, [&](const ByteSink& sink) {
     try {
-      caffe2::serialize::PyTorchStreamWriter writer([&file](const void* data, size_t size) {
-        file.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
-        return file ? size : 0;
+      caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t size) -> size_t {
+        sink(data, size);
+        return size;
       });
       writer.writeRecord("data.pkl", pickle.bytes().data(), pickle.bytes().size());
       for (size_t i = 0; i < storages.size(); ++i) {
@@ -649,15 +642,10 @@ void WriteTorchZip(const std::string& path, const TensorMap& tensors) {
       }
       writer.writeEndOfFile();
     } catch (const c10::Error& error) {
-      MEGALOC_THROW(IoError, tmp << ": cannot write the zip archive ("
-                                 << error.what_without_backtrace() << ")");
+      MEGALOC_THROW(IoError, path << ": cannot write the zip archive ("
+                                  << error.what_without_backtrace() << ")");
     }
-    file.flush();
-    if (!file) MEGALOC_THROW(IoError, tmp << ": write failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    MEGALOC_THROW(IoError, path << ": cannot rename " << tmp << " into place");
-  }
+  });
 }
 
 TensorMap CanonicalizeMegaLocKeys(const TensorMap& raw, const std::string& path) {

@@ -57,7 +57,8 @@ TensorMap ReadTorchZip(const std::string& path);
 TensorMap ReadTensorFile(const std::string& path, WeightsFormat* format = nullptr);
 
 // Writes float32/int tensors as safetensors (names sorted, data in that order, 8-byte aligned
-// header padded with spaces), atomically (path.tmp + rename).
+// header padded with spaces), atomically through WriteFileAtomically (path.tmp + fsync + rename;
+// IoError with the system's reason on a failed write, no .tmp left; devices and FIFOs refused).
 void WriteSafetensors(const std::string& path,
                       const TensorMap& tensors,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "megaloc/retrieval/position_priors.h"
+#include "megaloc/retrieval/search_internal.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/timer.h"
 
@@ -448,7 +449,7 @@ bool PairGraphOptions::Check() const {
   s.num_neighbors = std::max(1, search.num_neighbors);
   CHECK_OPTION(s.Check());
   CHECK_OPTION(sequence.Check());
-  CHECK_OPTION(std::isnan(max_distance) == false);
+  CHECK_OPTION(std::isfinite(max_distance));
   CHECK_OPTION_GE(spatial_k, 0);
   CHECK_OPTION(expansion.Check());
   CHECK_OPTION(connect_options.Check());
@@ -506,6 +507,10 @@ PairGraphResult BuildPairGraph(const std::vector<std::string>& names,
                                const DescriptorSource& descriptors,
                                const PositionPriors* priors,
                                const PairGraphOptions& options) {
+  internal::ThrowIfNotFinite("min_score", options.search.min_score, /*allow_negative_infinity=*/true);
+  internal::ThrowIfNotFinite("max_distance", options.max_distance);
+  internal::ThrowIfNotFinite("qe_alpha", options.expansion.qe_alpha);
+  internal::ThrowIfNotFinite("dba_alpha", options.expansion.dba_alpha);
   MEGALOC_CHECK_MSG(options.Check(), "Invalid pair graph options (see the log)");
   MEGALOC_CHECK_MSG(static_cast<int64_t>(names.size()) == descriptors.NumRows(),
                     names.size() << " names for " << descriptors.NumRows() << " descriptors");

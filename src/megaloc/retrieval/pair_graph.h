@@ -170,8 +170,9 @@ struct PairGraphOptions {
   bool unique = false;
   SequenceOptions sequence;
   // Position priors (needs `priors`): drop retrieval pairs whose images are more than
-  // max_distance metres apart (< 0 = off; pairs with an image without a prior are kept), and add
-  // the spatial_k nearest images by position of every image that has a prior (0 = off).
+  // max_distance metres apart (< 0 = off; NaN and infinities are refused; pairs with an image
+  // without a prior are kept), and add the spatial_k nearest images by position of every image that
+  // has a prior (0 = off).
   double max_distance = -1.0;
   int spatial_k = 0;
   QueryExpansionOptions expansion;

@@ -11,6 +11,7 @@
 
 #include "megaloc/io/descriptor_store.h"
 #include "megaloc/io/image_list.h"
+#include "megaloc/retrieval/search_internal.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/string_utils.h"
 #include "megaloc/util/timer.h"
@@ -127,7 +128,7 @@ bool PairsFromRetrievalOptions::Check() const {
   s.num_neighbors = std::max(1, search.num_neighbors);
   CHECK_OPTION(s.Check());
   CHECK_OPTION(sequence.Check());
-  CHECK_OPTION(!std::isnan(max_distance));
+  CHECK_OPTION(std::isfinite(max_distance));
   CHECK_OPTION_GE(spatial_k, 0);
   CHECK_OPTION(expansion.Check());
   return true;
@@ -335,6 +336,10 @@ std::unique_ptr<HalfMatrixSource> HalfMatrixSource::FromHdf(const HdfDescriptorS
 
 RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options,
                                   const PositionPriors* priors) {
+  internal::ThrowIfNotFinite("min_score", options.search.min_score, /*allow_negative_infinity=*/true);
+  internal::ThrowIfNotFinite("max_distance", options.max_distance);
+  internal::ThrowIfNotFinite("qe_alpha", options.expansion.qe_alpha);
+  internal::ThrowIfNotFinite("dba_alpha", options.expansion.dba_alpha);
   MEGALOC_CHECK_MSG(options.Check(), "Invalid pairs-from-retrieval options (see the log)");
   Timer total_timer;
   RetrievalPairs out;

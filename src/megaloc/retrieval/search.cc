@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <unordered_set>
 
 #include <cblas.h>
@@ -214,9 +215,20 @@ bool IsFaissAvailable() {
 #endif
 }
 
+namespace internal {
+
+void ThrowIfNotFinite(const std::string& name, double value, bool allow_negative_infinity) {
+  if (std::isfinite(value) || (allow_negative_infinity && value < 0.0 && std::isinf(value))) return;
+  MEGALOC_THROW(InvalidArgument, "Invalid option " << name << ": " << value << " (must be a finite number"
+                                                   << (allow_negative_infinity ? " or -inf" : "")
+                                                   << ")");
+}
+
+}  // namespace internal
+
 bool SearchOptions::Check() const {
   CHECK_OPTION_GT(num_neighbors, 0);
-  CHECK_OPTION(!std::isnan(min_score));
+  CHECK_OPTION(!std::isnan(min_score) && min_score < std::numeric_limits<float>::infinity());
   CHECK_OPTION_GT(memory_limit, 0);
   CHECK_OPTION(num_threads == -1 || num_threads > 0);
   CHECK_OPTION_GE(max_query_block, 0);
@@ -584,6 +596,7 @@ SearchResult Search(const DescriptorSource& queries,
                     const std::vector<int64_t>* query_ids,
                     const std::vector<int64_t>* db_ids,
                     SearchStats* stats) {
+  internal::ThrowIfNotFinite("min_score", options.min_score, /*allow_negative_infinity=*/true);
   MEGALOC_CHECK_MSG(options.Check(), "Invalid search options (see the log for the reason)");
   MEGALOC_CHECK_MSG((query_ids == nullptr) == (db_ids == nullptr),
                     "query_ids and db_ids must be given together");

@@ -111,7 +111,8 @@ struct SearchOptions {
   int num_neighbors = 50;
 
   // Results with score < min_score are dropped (a score equal to min_score is kept). hloc uses 0.
-  // Use -std::numeric_limits<float>::infinity() to keep every finite score.
+  // Use -std::numeric_limits<float>::infinity() to keep every finite score. NaN and +infinity are
+  // refused (InvalidArgument naming min_score).
   float min_score = 0.0f;
 
   // Budget in bytes for the engine's working buffers (query block, database block, similarity

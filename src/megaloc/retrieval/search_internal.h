@@ -3,12 +3,19 @@
 // Internal: backends of Search() that live in their own translation units.
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "megaloc/retrieval/search.h"
 
 namespace megaloc {
 namespace internal {
+
+// Throws InvalidArgument "Invalid option <name>: <value> (must be a finite number...)" when `value`
+// is NaN or infinite (-infinity passes when allow_negative_infinity). The entry points call this
+// before Check(), so a non-finite floating-point option is one plain error line rather than a
+// logged "Check failed" followed by a generic exception.
+void ThrowIfNotFinite(const std::string& name, double value, bool allow_negative_infinity = false);
 
 // The padded result every backend starts from: k = min(num_neighbors, nb) columns, labels -1 and
 // scores -infinity; `stats` gets the query and database counts.

@@ -30,6 +30,18 @@ bool DirectoryExists(const std::string& path) {
   return fs::is_directory(path, ec);
 }
 
+bool IsDanglingSymlink(const std::string& path, std::string* target) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return false;
+  if (stat(path.c_str(), &st) == 0 || (errno != ENOENT && errno != ELOOP)) return false;
+  if (target != nullptr) {
+    std::vector<char> buffer(PATH_MAX + 1);
+    const ssize_t n = readlink(path.c_str(), buffer.data(), PATH_MAX);
+    *target = n < 0 ? std::string() : std::string(buffer.data(), static_cast<size_t>(n));
+  }
+  return true;
+}
+
 void CreateDirectories(const std::string& path) {
   if (path.empty()) return;
   std::error_code ec;
@@ -49,22 +61,36 @@ std::string ReadFileToString(const std::string& path) {
 }
 
 void WriteFileAtomically(const std::string& path, const std::string& content) {
+  WriteFileAtomically(path, [&content](const ByteSink& sink) { sink(content.data(), content.size()); });
+}
+
+void WriteFileAtomically(const std::string& path, const std::function<void(const ByteSink& sink)>& produce) {
   const std::string target = CheckOutputFile(path);
   const std::string tmp = target + ".tmp";
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd < 0) MEGALOC_THROW(IoError, tmp << ": cannot create file: " << std::strerror(errno));
-  const char* data = content.data();
-  size_t left = content.size();
   int error = 0;
-  while (left > 0) {
-    const ssize_t n = write(fd, data, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      error = n < 0 ? errno : ENOSPC;
-      break;
+  const ByteSink sink = [fd, &error](const void* bytes, size_t size) {
+    const char* data = static_cast<const char*>(bytes);
+    size_t left = size;
+    while (error == 0 && left > 0) {
+      const ssize_t n = write(fd, data, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        error = n < 0 ? errno : ENOSPC;
+        break;
+      }
+      data += n;
+      left -= static_cast<size_t>(n);
     }
-    data += n;
-    left -= static_cast<size_t>(n);
+    return error == 0;
+  };
+  try {
+    produce(sink);
+  } catch (...) {
+    close(fd);
+    unlink(tmp.c_str());
+    throw;
   }
   // fsync: a full disk may only show here (delayed allocation), and the rename must not reach the
   // disk before the data.

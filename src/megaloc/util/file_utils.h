@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -7,6 +9,9 @@ namespace megaloc {
 
 bool FileExists(const std::string& path);
 bool DirectoryExists(const std::string& path);
+// True if `path` is a symbolic link whose target (followed to the end of the chain) does not exist
+// (or the chain loops); `target`, if given, receives the link's own target text (readlink).
+bool IsDanglingSymlink(const std::string& path, std::string* target = nullptr);
 // Creates the directory and its parents; no error if it exists.
 void CreateDirectories(const std::string& path);
 // Whole file as bytes; throws IoError naming the file.
@@ -15,6 +20,12 @@ std::string ReadFileToString(const std::string& path);
 // file; <target> is CheckOutputFile(path) (a symbolic link is written through). Throws IoError
 // naming the file and the system's reason (e.g. "No space left on device"); the .tmp is removed.
 void WriteFileAtomically(const std::string& path, const std::string& content);
+// Same, for content produced piecewise (large files: checkpoints). `produce` is called once with a
+// sink that appends bytes to the temporary file; the sink returns false once a write has failed
+// (later calls do nothing), and this function then throws IoError with the system's reason and
+// removes the .tmp. If `produce` throws, the .tmp is removed and the exception passes through.
+using ByteSink = std::function<bool(const void* data, size_t size)>;
+void WriteFileAtomically(const std::string& path, const std::function<void(const ByteSink& sink)>& produce);
 
 // ---- outputs ------------------------------------------------------------------------------------
 // One policy for every file megaloc writes (all commands; docs/formats.md "Output files"):

@@ -17,6 +17,8 @@ int GetLogLevel() { return g_log_level; }
 
 namespace internal {
 
+std::mutex& LogMutex() { return g_log_mutex; }
+
 std::string StripPath(const char* file) {
   std::string path(file);
   const size_t pos = path.find("megaloc/");

@@ -10,6 +10,7 @@
 //
 // The macros are prefixed (MEGALOC_*) because LibTorch defines its own CHECK/LOG macros.
 
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -88,6 +89,9 @@ std::string FormatBinary(const char* expr, const A& a, const B& b) {
   out << expr << " (" << a << " vs. " << b << ")";
   return out.str();
 }
+
+// The lock held while a MEGALOC_LOG line is written (for code that briefly redirects stderr).
+std::mutex& LogMutex();
 
 // Logs "[file:line] Check failed: ..." for CHECK_OPTION_* and returns false.
 bool LogOptionFailure(const char* file, int line, const std::string& what);
