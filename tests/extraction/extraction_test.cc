@@ -264,13 +264,13 @@ TEST(Extraction, PrecisionAttributeIsWhatRan) {
   EXPECT_EQ(DescriptorFile::Open(options.output_path, DescriptorFile::Mode::kRead)
                 ->GetAttribute(kAttrPrecision),
             expected);
-  if (!native) EXPECT_NE(log.find("--bf16 ignored"), std::string::npos) << log;
+  if (!native) { EXPECT_NE(log.find("--bf16 ignored"), std::string::npos) << log; }
   // ExtractionAttributes: predicted from the options, or the loaded model's precision.
   for (const auto& [key, value] : ExtractionAttributes(options, 0, "")) {
-    if (key == kAttrPrecision) EXPECT_EQ(value, expected);
+    if (key == kAttrPrecision) { EXPECT_EQ(value, expected); }
   }
   for (const auto& [key, value] : ExtractionAttributes(options, 0, "", "fp32")) {
-    if (key == kAttrPrecision) EXPECT_EQ(value, "float32");
+    if (key == kAttrPrecision) { EXPECT_EQ(value, "float32"); }
   }
   // Appending to it with the same --bf16 is fine; without --bf16 it is fine where bf16 did not run.
   WriteSceneImage(root, "g.png", 64, 64, 11);
