@@ -63,7 +63,7 @@ for harness in "${HARNESSES[@]}"; do
   if [ "$execs" = '?' ]; then  # -fork mode: the last "#N: cov: ... exec/s: R" status line
     last=$(grep -E '^#[0-9]+: cov:' "$log" | tail -1)
     execs=$(echo "$last" | sed -E 's/^#([0-9]+):.*/\1/')
-    secs=$(echo "$last" | grep -o 'exec/s: [0-9]*' | grep -o '[0-9]*$')
+    secs=$(echo "$last" | grep -o 'exec/s:\? [0-9]*' | grep -o '[0-9]*$')
   fi
   findings=$(ls "$work" | grep -c -E '^(crash|leak|timeout|oom)-' || true)
   echo "$harness: ${execs} executions in ${SECONDS_PER_HARNESS} s (${secs}/s), ${findings} finding(s), exit ${rc}; log ${log}"

@@ -424,6 +424,27 @@ TEST(PreprocessingTest, AnimatedWebpGivesTheFirstFrameAsPil) {
   EXPECT_NE(ImageErrorOf(cut).find(cut), std::string::npos);
 }
 
+// Fuzzing finding (image_fuzzer): a JPEG whose header walk stops at garbage before the frame header
+// (which libjpeg skips) declared 626 M pixels and was decoded in full (35 s, 1.9 GB). The frame header
+// libjpeg reads is checked before decoding now.
+TEST(PreprocessingTest, JpegBombBehindGarbageIsRefusedBeforeDecoding) {
+  const std::string path = TestDataPath("fuzz_regressions/jpeg_bomb_behind_garbage.jpg");
+  for (const bool hloc : {false, true}) {
+    std::vector<uint8_t> rgb;
+    int width = 0;
+    int height = 0;
+    try {
+      ReadRgbImage(path, hloc, &rgb, &width, &height);
+      ADD_FAILURE() << "no error";
+    } catch (const ImageError& error) {
+      EXPECT_NE(std::string(error.what()).find(path + ": image of "), std::string::npos) << error.what();
+      EXPECT_NE(std::string(error.what()).find("exceeds --max_image_pixels 89478485"), std::string::npos)
+          << error.what();
+    }
+    EXPECT_TRUE(rgb.empty());
+  }
+}
+
 // Warnings of the codec libraries name the file: a JPEG with extraneous bytes before a marker
 // (libjpeg: "Corrupt JPEG data: 3 extraneous bytes before marker 0xda") and a PNG whose ancillary
 // chunk has a bad CRC (libpng: "tEXt: CRC error") decode, with one WARNING line naming the file.

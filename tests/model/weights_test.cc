@@ -331,6 +331,16 @@ TEST(WeightsTest, HostileTorchZipsAreFormatErrors) {
 }
 
 // Issue 14, bad input 10: overflowing safetensors shapes gave c10 backtraces.
+// Fuzzing finding (torch_zip_fuzzer): a `version` record holding a non-number with a newline
+// ("\xb3\n"); LibTorch quotes it in its message, which must be escaped to keep the error one line.
+TEST(WeightsTest, LibTorchMessagesQuotingFileBytesStayOneLine) {
+  const std::string path = TestDataPath("fuzz_regressions/torch_zip_version_not_a_number.torch");
+  const std::string message = ErrorOf<FormatError>([&] { ReadTorchZip(path); });
+  EXPECT_TRUE(Contains(message, path + ": not a readable torch.save zip archive")) << message;
+  EXPECT_FALSE(Contains(message, "\n")) << message;
+  for (const char c : message) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << message;
+}
+
 TEST(WeightsTest, OverflowingSafetensorsShapesAreFormatErrors) {
   const std::string dir = TempDir();
   auto write = [&](const std::string& name, const std::string& header, size_t data_bytes) {

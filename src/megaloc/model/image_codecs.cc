@@ -78,6 +78,8 @@ namespace {
 struct JpegJob {
   const std::string* bytes = nullptr;
   CmykConversion cmyk = CmykConversion::kPil;
+  int64_t max_pixels = 0;
+  bool too_large = false;  // set with width/height from the frame header
   std::vector<uint8_t>* row = nullptr;
   std::vector<uint8_t>* rgb = nullptr;
   int width = 0;
@@ -99,6 +101,16 @@ bool RunJpegDecode(JpegJob* job) {
   jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(job->bytes->data()),
                static_cast<unsigned long>(job->bytes->size()));
   jpeg_read_header(&cinfo, TRUE);
+  // The frame header as libjpeg reads it (it skips garbage our header walk stops at): refuse
+  // decompression bombs before anything is allocated or decoded.
+  if (job->max_pixels > 0 && static_cast<uint64_t>(cinfo.image_width) * cinfo.image_height >
+                                 static_cast<uint64_t>(job->max_pixels)) {
+    job->width = static_cast<int>(cinfo.image_width);
+    job->height = static_cast<int>(cinfo.image_height);
+    job->too_large = true;
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
   const int components = cinfo.num_components;
   if (components == 4) {
     cinfo.out_color_space = JCS_CMYK;  // YCCK is converted to CMYK by libjpeg
@@ -156,6 +168,7 @@ bool RunJpegDecode(JpegJob* job) {
 void DecodeJpegRgb(const std::string& path,
                    const std::string& bytes,
                    CmykConversion cmyk,
+                   int64_t max_pixels,
                    std::vector<uint8_t>* rgb,
                    int* width,
                    int* height,
@@ -164,12 +177,19 @@ void DecodeJpegRgb(const std::string& path,
   JpegJob job;
   job.bytes = &bytes;
   job.cmyk = cmyk;
+  job.max_pixels = max_pixels;
   job.row = &row;
   job.rgb = rgb;
   std::memset(job.manager.message, 0, sizeof(job.manager.message));
   job.manager.warnings = warnings;
   job.manager.num_warnings = 0;
   if (!RunJpegDecode(&job)) {
+    if (job.too_large) {
+      const uint64_t pixels = static_cast<uint64_t>(job.width) * static_cast<uint64_t>(job.height);
+      MEGALOC_THROW(ImageError, path << ": image of " << job.width << "x" << job.height << " = " << pixels
+                                     << " pixels exceeds --max_image_pixels " << max_pixels
+                                     << " (a decompression bomb?)");
+    }
     MEGALOC_THROW(ImageError, path << ": cannot decode JPEG (" << job.manager.message << ")");
   }
   if (job.manager.num_warnings > kMaxJpegWarnings) {

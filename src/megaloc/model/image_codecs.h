@@ -31,12 +31,14 @@ enum class CmykConversion {
 };
 
 // Decodes the JPEG `bytes` to interleaved 8-bit RGB (height * width * 3). Grey JPEGs are
-// replicated to three channels. libjpeg's warnings (corrupt but decodable data) are appended to
+// replicated to three channels. An image of more than `max_pixels` (> 0) pixels is refused from the
+// frame header libjpeg reads, before decoding (ImageError "... exceeds --max_image_pixels ..."). libjpeg's warnings (corrupt but decodable data) are appended to
 // `warnings` (at most 8, then a count). Throws ImageError naming `path` and libjpeg's reason for
 // undecodable data.
 void DecodeJpegRgb(const std::string& path,
                    const std::string& bytes,
                    CmykConversion cmyk,
+                   int64_t max_pixels,
                    std::vector<uint8_t>* rgb,
                    int* width,
                    int* height,

@@ -380,7 +380,7 @@ void ReadRgbImage(const std::string& path, bool hloc_decoding, std::vector<uint8
     internal::DecodeJpegRgb(path, bytes,
                             hloc_decoding ? internal::CmykConversion::kOpenCv
                                           : internal::CmykConversion::kPil,
-                            rgb_out, &w, &h, &warnings);
+                            max_image_pixels, rgb_out, &w, &h, &warnings);
     for (const std::string& warning : warnings) {
       MEGALOC_LOG(Warning) << path << ": " << warning << " (libjpeg; the image was decoded)";
     }

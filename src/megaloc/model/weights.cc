@@ -22,6 +22,7 @@
 #include "megaloc/util/pickle.h"
 #include "megaloc/util/pickle_writer.h"
 #include "megaloc/util/sha256.h"
+#include "megaloc/util/string_utils.h"
 
 namespace megaloc {
 
@@ -316,7 +317,9 @@ class TorchPickleInterpreter {
     try {
       std::tie(data, record_size) = archive_->getRecord(record);
     } catch (const c10::Error& error) {
-      Fail("cannot read storage record '" + record + "': " + error.what_without_backtrace());
+      // LibTorch quotes bytes of the archive in its messages: escaped, so the error stays one line.
+      Fail("cannot read storage record '" + EscapeForMessage(record) +
+           "': " + EscapeForMessage(error.what_without_backtrace()));
     }
     if (record_size < static_cast<size_t>(numel) * element_size) {
       Fail("storage record '" + record + "' has " + std::to_string(record_size) + " bytes, expected " +
@@ -487,8 +490,10 @@ TensorMap ReadTorchZip(const std::string& path) {
   try {
     archive = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
   } catch (const c10::Error& error) {
+    // LibTorch quotes bytes of the archive (e.g. the `version` record) in its messages: escaped, so
+    // the error stays one line.
     MEGALOC_THROW(FormatError, path << ": not a readable torch.save zip archive ("
-                                    << error.what_without_backtrace() << ")");
+                                    << EscapeForMessage(error.what_without_backtrace()) << ")");
   }
   if (!archive->hasRecord("data.pkl")) {
     MEGALOC_THROW(FormatError, path << ": zip archive has no data.pkl record (not a torch.save file;"
@@ -510,8 +515,8 @@ TensorMap ReadTorchZip(const std::string& path) {
   try {
     std::tie(pickle_data, pickle_size) = archive->getRecord("data.pkl");
   } catch (const c10::Error& error) {
-    MEGALOC_THROW(FormatError, path << ": cannot read data.pkl (" << error.what_without_backtrace()
-                                    << ")");
+    MEGALOC_THROW(FormatError, path << ": cannot read data.pkl ("
+                                    << EscapeForMessage(error.what_without_backtrace()) << ")");
   }
   const PickleValuePtr root_value =
       ParsePickle(std::string(static_cast<const char*>(pickle_data.get()), pickle_size), path + " (data.pkl)");

@@ -91,4 +91,21 @@ bool ParseInt64(const std::string& text, int64_t* value) {
   return true;
 }
 
+std::string EscapeForMessage(const std::string& text, size_t max_length) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < text.size() && i < max_length; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  if (text.size() > max_length) out += "...";
+  return out;
+}
+
 }  // namespace megaloc

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,9 @@ std::string Trim(const std::string& text);
 bool StartsWith(const std::string& text, const std::string& prefix);
 bool EndsWith(const std::string& text, const std::string& suffix);
 std::string ToLower(std::string text);
+// `text` for quoting in a one-line error message: control and non-ASCII bytes as \xNN, cut after
+// `max_length` characters ("..." appended).
+std::string EscapeForMessage(const std::string& text, size_t max_length = 200);
 // True if the text contains a space, tab, newline or other whitespace character.
 bool HasWhitespace(const std::string& text);
 
