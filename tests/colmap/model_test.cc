@@ -14,16 +14,6 @@
 namespace megaloc {
 namespace {
 
-template <typename ExceptionT, typename F>
-std::string ThrownMessage(F&& f) {
-  try {
-    f();
-  } catch (const ExceptionT& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no exception of the expected type";
-  return "";
-}
 
 TEST(ColmapCameraModels, TableMatchesColmap) {
   // Ids, names and parameter counts of COLMAP's camera_models.h.
@@ -92,7 +82,7 @@ TEST(ColmapModel, BinaryRoundTrip) {
   // Truncated files and unknown camera models name the file.
   const std::string truncated = JoinPaths(dir, "truncated.bin");
   WriteFileAtomically(truncated, ReadFileToString(JoinPaths(dir, "images.bin")).substr(0, 30));
-  EXPECT_NE(ThrownMessage<FormatError>([&] { ReadColmapImagesBinary(truncated); }).find(truncated),
+  EXPECT_NE(testing::ThrownMessage<FormatError>([&] { ReadColmapImagesBinary(truncated); }).find(truncated),
             std::string::npos);
   WriteFileAtomically(truncated, std::string(3, '\0'));
   EXPECT_THROW(ReadColmapNumImagesBinary(truncated), FormatError);
@@ -100,7 +90,7 @@ TEST(ColmapModel, BinaryRoundTrip) {
   cameras[0].model_id = 42;
   cameras[0].params.clear();
   WriteColmapCamerasBinary(truncated, cameras);
-  EXPECT_NE(ThrownMessage<FormatError>([&] { ReadColmapCamerasBinary(truncated); }).find("camera model id 42"),
+  EXPECT_NE(testing::ThrownMessage<FormatError>([&] { ReadColmapCamerasBinary(truncated); }).find("camera model id 42"),
             std::string::npos);
 }
 
@@ -154,10 +144,10 @@ TEST(ColmapModel, TextReadersCountObservationsAndNameLines) {
   EXPECT_EQ(images[1].tvec, (std::array<double, 3>{1, 2, 3}));
 
   WriteFileAtomically(images_txt, "1 1 0 0 0 0 0 0 1 a.jpg\n1 2 -1 4\n");
-  std::string what = ThrownMessage<FormatError>([&] { ReadColmapImagesText(images_txt); });
+  std::string what = testing::ThrownMessage<FormatError>([&] { ReadColmapImagesText(images_txt); });
   EXPECT_NE(what.find(images_txt + ":2"), std::string::npos) << what;
   WriteFileAtomically(images_txt, "1 1 0 0 0 0x1p3 0 0 1 a.jpg\n\n");
-  what = ThrownMessage<FormatError>([&] { ReadColmapImagesText(images_txt); });
+  what = testing::ThrownMessage<FormatError>([&] { ReadColmapImagesText(images_txt); });
   EXPECT_NE(what.find(images_txt + ":1"), std::string::npos) << what;
   WriteFileAtomically(images_txt, "1 1 0 0 0 0 0 0 1 a.jpg\n");  // no POINTS2D line
   EXPECT_THROW(ReadColmapImagesText(images_txt), FormatError);

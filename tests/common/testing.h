@@ -2,7 +2,11 @@
 
 // Helpers shared by the test binaries.
 
+#include <exception>
+#include <functional>
 #include <string>
+
+#include <gtest/gtest.h>
 
 namespace megaloc {
 namespace testing {
@@ -20,6 +24,23 @@ std::string MegalocExecutable();
 std::string TempDir();
 // Runs a shell command; returns its exit status (WEXITSTATUS), or -1 if it did not exit normally.
 int RunShell(const std::string& command);
+
+
+// The message of the ExceptionT that `body` throws; a test failure (and "") if it throws nothing
+// or another exception.
+template <typename ExceptionT>
+std::string ThrownMessage(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const ExceptionT& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "unexpected exception type: " << e.what();
+    return "";
+  }
+  ADD_FAILURE() << "no exception";
+  return "";
+}
 
 }  // namespace testing
 }  // namespace megaloc

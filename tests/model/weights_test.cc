@@ -30,20 +30,6 @@ void WriteBytes(const std::string& path, const std::string& bytes) {
   file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-// The error message of `body`, which must throw ExceptionT.
-template <typename ExceptionT, typename Body>
-std::string ErrorOf(Body body) {
-  try {
-    body();
-  } catch (const ExceptionT& error) {
-    return error.what();
-  } catch (const std::exception& error) {
-    ADD_FAILURE() << "unexpected exception type: " << error.what();
-    return error.what();
-  }
-  ADD_FAILURE() << "no exception";
-  return "";
-}
 
 bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
@@ -185,9 +171,9 @@ TEST(WeightsTest, WritersReportFailedWritesAndLeaveNoTemporary) {
     EXPECT_FALSE(FileExists(path + ".tmp")) << path;
     EXPECT_FALSE(FileExists(path)) << path;
   }
-  EXPECT_TRUE(Contains(ErrorOf<IoError>([&] { WriteSafetensors("/dev/null", tensors); }),
+  EXPECT_TRUE(Contains(ThrownMessage<IoError>([&] { WriteSafetensors("/dev/null", tensors); }),
                        "/dev/null: cannot write the output"));
-  EXPECT_TRUE(Contains(ErrorOf<IoError>([&] { WriteTorchZip("/dev/null", tensors); }),
+  EXPECT_TRUE(Contains(ThrownMessage<IoError>([&] { WriteTorchZip("/dev/null", tensors); }),
                        "/dev/null: cannot write the output"));
 }
 
@@ -232,7 +218,7 @@ TEST(WeightsTest, StrictLoaderListsEveryMissingUnexpectedAndMisshapedKey) {
   ModelOptions options;
   options.weights_path = path;
   options.num_threads = 1;
-  const std::string message = ErrorOf<FormatError>([&] { MegaLocModel model(options); });
+  const std::string message = ThrownMessage<FormatError>([&] { MegaLocModel model(options); });
   EXPECT_TRUE(Contains(message, path)) << message;
   EXPECT_TRUE(Contains(message, "2 missing keys")) << message;
   EXPECT_TRUE(Contains(message, "backbone.blocks.1.ls2.gamma")) << message;
@@ -249,7 +235,7 @@ TEST(WeightsTest, WrongArchitectureIsRejected) {
   WriteSafetensors(path, other);
   ModelOptions options;
   options.weights_path = path;
-  const std::string message = ErrorOf<FormatError>([&] { MegaLocModel model(options); });
+  const std::string message = ThrownMessage<FormatError>([&] { MegaLocModel model(options); });
   EXPECT_TRUE(Contains(message, path)) << message;
   EXPECT_TRUE(Contains(message, "unexpected keys [fc.weight]")) << message;
   EXPECT_TRUE(Contains(message, "missing keys")) << message;
@@ -295,7 +281,7 @@ TEST(WeightsTest, HostileTorchZipsAreFormatErrors) {
   const std::string dir = TempDir();
   const std::string deep = JoinPaths(dir, "deep.torch");
   WriteTorchArchive(deep, {{"data.pkl", "\x80\x02N" + std::string(2000000, '\x85') + "."}});
-  std::string message = ErrorOf<FormatError>([&] { ReadTorchZip(deep); });
+  std::string message = ThrownMessage<FormatError>([&] { ReadTorchZip(deep); });
   EXPECT_TRUE(Contains(message, deep) && Contains(message, "nest deeper than 1000")) << message;
 
   // A valid one-tensor file first (8 floats), then the same with a storage numel of 2^60.
@@ -308,13 +294,13 @@ TEST(WeightsTest, HostileTorchZipsAreFormatErrors) {
   const std::string huge = JoinPaths(dir, "huge_numel.torch");
   WriteTorchArchive(huge, {{"data.pkl", StateDictPickle(std::string("\0\0\0\0\0\0\0\x10", 8), 8)},
                            {"data/0", std::string(32, '\0')}});
-  message = ErrorOf<FormatError>([&] { ReadTorchZip(huge); });
+  message = ThrownMessage<FormatError>([&] { ReadTorchZip(huge); });
   EXPECT_TRUE(Contains(message, huge) && Contains(message, "too few for 1152921504606846976"))
       << message;
   // A tensor of 2^31 elements on a storage of 8 (size larger than the storage).
   const std::string big = JoinPaths(dir, "big_view.torch");
   WriteTorchArchive(big, {{"data.pkl", StateDictPickle(eight, 0x7fffffff)}, {"data/0", std::string(32, '\0')}});
-  message = ErrorOf<FormatError>([&] { ReadTorchZip(big); });
+  message = ThrownMessage<FormatError>([&] { ReadTorchZip(big); });
   EXPECT_TRUE(Contains(message, big) && Contains(message, "exceeds its storage")) << message;
 
   // Zip bomb: the central directory entry of data.pkl says deflated, 2 GB uncompressed.
@@ -325,7 +311,7 @@ TEST(WeightsTest, HostileTorchZipsAreFormatErrors) {
   patched.replace(entry + 24, 4, std::string("\0\0\0\x80", 4));  // uncompressed size: 2^31
   const std::string bomb = JoinPaths(dir, "bomb.torch");
   WriteBytes(bomb, patched);
-  message = ErrorOf<FormatError>([&] { ReadTorchZip(bomb); });
+  message = ThrownMessage<FormatError>([&] { ReadTorchZip(bomb); });
   EXPECT_TRUE(Contains(message, bomb) && Contains(message, "data.pkl inflates to 2147483648 bytes"))
       << message;
 }
@@ -335,7 +321,7 @@ TEST(WeightsTest, HostileTorchZipsAreFormatErrors) {
 // ("\xb3\n"); LibTorch quotes it in its message, which must be escaped to keep the error one line.
 TEST(WeightsTest, LibTorchMessagesQuotingFileBytesStayOneLine) {
   const std::string path = TestDataPath("fuzz_regressions/torch_zip_version_not_a_number.torch");
-  const std::string message = ErrorOf<FormatError>([&] { ReadTorchZip(path); });
+  const std::string message = ThrownMessage<FormatError>([&] { ReadTorchZip(path); });
   EXPECT_TRUE(Contains(message, path + ": not a readable torch.save zip archive")) << message;
   EXPECT_FALSE(Contains(message, "\n")) << message;
   for (const char c : message) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << message;
@@ -355,13 +341,13 @@ TEST(WeightsTest, OverflowingSafetensorsShapesAreFormatErrors) {
                            "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],"
                            "\"data_offsets\":[0,0]}}",
                            0);
-  std::string message = ErrorOf<FormatError>([&] { ReadSafetensors(path); });
+  std::string message = ThrownMessage<FormatError>([&] { ReadSafetensors(path); });
   EXPECT_TRUE(Contains(message, path) && Contains(message, "'w'") && Contains(message, "overflows"))
       << message;
   // numel * 4 wraps 64 bits: 2^62 floats claim 0 bytes.
   path = write("wrap4.safetensors",
                "{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", 0);
-  message = ErrorOf<FormatError>([&] { ReadSafetensors(path); });
+  message = ThrownMessage<FormatError>([&] { ReadSafetensors(path); });
   EXPECT_TRUE(Contains(message, path) && Contains(message, "needs more bytes")) << message;
   // An empty tensor with a huge dimension is fine (0 elements).
   path = write("empty.safetensors",
@@ -382,7 +368,7 @@ TEST(WeightsTest, NonFiniteWeightsAreRefusedNamingTheTensor) {
   ModelOptions options;
   options.weights_path = path;
   options.num_threads = 1;
-  const std::string message = ErrorOf<FormatError>([&] { MegaLocModel model(options); });
+  const std::string message = ThrownMessage<FormatError>([&] { MegaLocModel model(options); });
   EXPECT_TRUE(Contains(message, path + ": tensor 'aggregator.linear.weight' has 2 NaN/Inf value(s)"))
       << message;
 }
@@ -394,32 +380,32 @@ TEST(WeightsTest, TruncatedGarbageAndWrongFormatFilesNameTheFile) {
 
   const std::string truncated_st = JoinPaths(dir, "truncated.safetensors");
   WriteBytes(truncated_st, st_bytes.substr(0, st_bytes.size() - 1000));
-  std::string message = ErrorOf<FormatError>([&] { ReadTensorFile(truncated_st); });
+  std::string message = ThrownMessage<FormatError>([&] { ReadTensorFile(truncated_st); });
   EXPECT_TRUE(Contains(message, truncated_st) && Contains(message, "truncated")) << message;
 
   const std::string header_only = JoinPaths(dir, "header_cut.safetensors");
   WriteBytes(header_only, st_bytes.substr(0, 100));
-  message = ErrorOf<FormatError>([&] { ReadSafetensors(header_only); });
+  message = ThrownMessage<FormatError>([&] { ReadSafetensors(header_only); });
   EXPECT_TRUE(Contains(message, header_only)) << message;
 
   const std::string truncated_zip = JoinPaths(dir, "truncated.torch");
   WriteBytes(truncated_zip, zip_bytes.substr(0, zip_bytes.size() / 2));
-  message = ErrorOf<FormatError>([&] { ReadTensorFile(truncated_zip); });
+  message = ThrownMessage<FormatError>([&] { ReadTensorFile(truncated_zip); });
   EXPECT_TRUE(Contains(message, truncated_zip)) << message;
 
   const std::string garbage = JoinPaths(dir, "garbage.safetensors");
   WriteBytes(garbage, "this is not a checkpoint at all, just some text\n");
-  message = ErrorOf<FormatError>([&] { ReadTensorFile(garbage); });
+  message = ThrownMessage<FormatError>([&] { ReadTensorFile(garbage); });
   EXPECT_TRUE(Contains(message, garbage) && Contains(message, "not a checkpoint")) << message;
 
   const std::string empty = JoinPaths(dir, "empty.torch");
   WriteBytes(empty, "");
-  message = ErrorOf<FormatError>([&] { ReadTensorFile(empty); });
+  message = ThrownMessage<FormatError>([&] { ReadTensorFile(empty); });
   EXPECT_TRUE(Contains(message, empty) && Contains(message, "empty")) << message;
 
   // A PNG image given as weights.
   const std::string png = TinyPath("images/test_100x70.png");
-  message = ErrorOf<FormatError>([&] { ReadTensorFile(png); });
+  message = ThrownMessage<FormatError>([&] { ReadTensorFile(png); });
   EXPECT_TRUE(Contains(message, png)) << message;
 
   // Bad JSON header.
@@ -428,7 +414,7 @@ TEST(WeightsTest, TruncatedGarbageAndWrongFormatFilesNameTheFile) {
   const std::string header = "{\"a\": [1, 2";
   bytes[0] = static_cast<char>(header.size());
   WriteBytes(bad_json, bytes + header + "      ");
-  message = ErrorOf<FormatError>([&] { ReadSafetensors(bad_json); });
+  message = ThrownMessage<FormatError>([&] { ReadSafetensors(bad_json); });
   EXPECT_TRUE(Contains(message, bad_json) && Contains(message, "JSON")) << message;
 
   // Offsets that do not match the shape.
@@ -438,7 +424,7 @@ TEST(WeightsTest, TruncatedGarbageAndWrongFormatFilesNameTheFile) {
   std::string bytes2(8, '\0');
   bytes2[0] = static_cast<char>(header2.size());
   WriteBytes(bad_offsets, bytes2 + header2 + std::string(16, '\0'));
-  message = ErrorOf<FormatError>([&] { ReadSafetensors(bad_offsets); });
+  message = ThrownMessage<FormatError>([&] { ReadSafetensors(bad_offsets); });
   EXPECT_TRUE(Contains(message, bad_offsets) && Contains(message, "'w'")) << message;
 
   // A zip that is not a torch.save file.
@@ -452,12 +438,12 @@ TEST(WeightsTest, TruncatedGarbageAndWrongFormatFilesNameTheFile) {
   EXPECT_NO_THROW(ReadTorchZip(not_torch));  // an empty OrderedDict is a valid (empty) state dict
   ModelOptions options;
   options.weights_path = not_torch;
-  message = ErrorOf<FormatError>([&] { MegaLocModel model(options); });
+  message = ThrownMessage<FormatError>([&] { MegaLocModel model(options); });
   EXPECT_TRUE(Contains(message, not_torch) && Contains(message, "missing keys")) << message;
 
   // Missing file.
   const std::string missing = JoinPaths(dir, "missing.safetensors");
-  message = ErrorOf<IoError>([&] { ReadTensorFile(missing); });
+  message = ThrownMessage<IoError>([&] { ReadTensorFile(missing); });
   EXPECT_TRUE(Contains(message, missing) && Contains(message, "no such file")) << message;
 }
 

@@ -25,20 +25,8 @@ namespace {
 
 using testing::ColmapSchemaVersion;
 using testing::CreateColmapDatabase;
+using testing::ThrownMessage;
 
-template <typename ExceptionT>
-std::string ThrownMessage(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const ExceptionT& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "unexpected exception type: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "no exception";
-  return "";
-}
 
 TEST(ColmapVersion, ParsesHelpAndPicksFlagNames) {
   const ColmapVersion v38 = ParseColmapVersion(

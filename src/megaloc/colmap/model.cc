@@ -37,6 +37,13 @@ const ColmapCameraModel* FindColmapCameraModel(int id) {
 
 namespace {
 
+// ColmapImage::point3D_ids holds each observed 3D point once, ascending.
+void SortUniquePoint3DIds(ColmapImage* image) {
+  std::sort(image->point3D_ids.begin(), image->point3D_ids.end());
+  image->point3D_ids.erase(std::unique(image->point3D_ids.begin(), image->point3D_ids.end()),
+                           image->point3D_ids.end());
+}
+
 class BinaryReader {
  public:
   explicit BinaryReader(const std::string& path) : path_(path) {
@@ -136,9 +143,7 @@ std::vector<ColmapImage> ReadColmapImagesBinary(const std::string& path) {
         ++im.num_observations;
       }
     }
-    std::sort(im.point3D_ids.begin(), im.point3D_ids.end());
-    im.point3D_ids.erase(std::unique(im.point3D_ids.begin(), im.point3D_ids.end()),
-                         im.point3D_ids.end());
+    SortUniquePoint3DIds(&im);
   }
   r.CheckEnd();
   return images;
@@ -296,9 +301,7 @@ std::vector<ColmapImage> ReadColmapImagesText(const std::string& path) {
       image.point3D_ids.push_back(ParseModelId(p[i], path, line_number));
       ++image.num_observations;
     }
-    std::sort(image.point3D_ids.begin(), image.point3D_ids.end());
-    image.point3D_ids.erase(std::unique(image.point3D_ids.begin(), image.point3D_ids.end()),
-                            image.point3D_ids.end());
+    SortUniquePoint3DIds(&image);
     images.push_back(std::move(image));
   }
   return images;

@@ -7,28 +7,10 @@
 
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
+#include "megaloc/util/string_utils.h"
 
 namespace megaloc {
 namespace {
-
-// Header text quoted in an error message: control and non-ASCII bytes escaped (the message stays
-// one line), at most 80 characters.
-std::string Printable(const std::string& text) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < text.size() && i < 80; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7f) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += "\\x";
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  if (text.size() > 80) out += "...";
-  return out;
-}
 
 // Extracts the value of `key` from the header dict, e.g. "'descr': '<f4'".
 std::string HeaderValue(const std::string& header, const std::string& key, const std::string& path) {
@@ -106,7 +88,7 @@ namespace {
 // Parses the shape tuple, e.g. "()", "(8,)", "(8, 3)": non-negative decimal integers only.
 std::vector<int64_t> ParseShape(const std::string& text, const std::string& path) {
   auto bad = [&]() {
-    MEGALOC_THROW(FormatError, path << ": malformed .npy shape " << Printable(text)
+    MEGALOC_THROW(FormatError, path << ": malformed .npy shape " << EscapeForMessage(text, 80)
                                     << " (expected a tuple of non-negative integers)");
   };
   if (text.size() < 2 || text.front() != '(' || text.back() != ')') bad();
@@ -121,7 +103,7 @@ std::vector<int64_t> ParseShape(const std::string& text, const std::string& path
     while (i < end && text[i] >= '0' && text[i] <= '9') {
       if (__builtin_mul_overflow(value, int64_t{10}, &value) ||
           __builtin_add_overflow(value, int64_t{text[i] - '0'}, &value)) {
-        MEGALOC_THROW(FormatError, path << ": .npy shape " << Printable(text) << " overflows 64 bits");
+        MEGALOC_THROW(FormatError, path << ": .npy shape " << EscapeForMessage(text, 80) << " overflows 64 bits");
       }
       ++i;
     }
@@ -172,7 +154,7 @@ size_t ParseNpyHeader(const std::string& path, uint64_t total_size, ReadFn read,
   if (descr[0] == '<' || descr[0] == '|' || descr[0] == '=') descr = descr.substr(1);
   array->dtype = descr;
   if (array->ElementSize() == 0) {
-    MEGALOC_THROW(FormatError, path << ": unsupported .npy dtype '" << Printable(descr) << "'");
+    MEGALOC_THROW(FormatError, path << ": unsupported .npy dtype '" << EscapeForMessage(descr, 80) << "'");
   }
   const std::string fortran = HeaderValue(header, "fortran_order", path);
   if (fortran.find("True") != std::string::npos) {
