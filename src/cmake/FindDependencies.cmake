@@ -37,6 +37,18 @@ message(STATUS "Found Eigen ${Eigen3_VERSION}")
 find_package(Boost REQUIRED COMPONENTS program_options)
 find_package(OpenCV REQUIRED COMPONENTS core imgcodecs imgproc)
 find_package(SQLite3 REQUIRED)
+# libjpeg (the libjpeg-turbo OpenCV links; model/preprocessing decodes JPEGs with it directly) and the
+# optional libwebpdemux (first frame of animated WebP, as PIL).
+find_package(JPEG REQUIRED)
+find_package(PkgConfig QUIET)
+if(PKG_CONFIG_FOUND)
+  pkg_check_modules(MEGALOC_WEBPDEMUX QUIET libwebpdemux)
+endif()
+if(MEGALOC_WEBPDEMUX_FOUND)
+  message(STATUS "Enabling animated WebP (first frame) with libwebpdemux ${MEGALOC_WEBPDEMUX_VERSION}")
+else()
+  message(STATUS "Disabling animated WebP (libwebpdemux not found: package libwebp-dev)")
+endif()
 find_package(nlohmann_json 3.9 REQUIRED)  # ordered_json (vpr_eval)
 find_package(BLAS REQUIRED)
 
