@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "lamar_eval/lamar_eval_command.h"
+#include "megaloc/io/descriptor_store.h"
 #include "plugin/colmap_matcher_command.h"
 #include "revisitop_eval/revisitop_eval_command.h"
 #include "tools/commands/commands.h"
@@ -115,6 +116,12 @@ int main(int argc, char** argv) {
     if (name == command.name) {
       SetOpenMpWaitPolicy(argv);
       TuneMalloc();
+      // Existing HDF5 files are looked at in a child process first: libhdf5 crashes or hangs on some
+      // corrupt files (docs/cli.md, Robustness). MEGALOC_HDF5_PROBE=0 turns that off.
+      const char* probe = std::getenv("MEGALOC_HDF5_PROBE");
+      megaloc::DescriptorFileProbeOptions probe_options;
+      probe_options.enabled = probe == nullptr || std::strcmp(probe, "0") != 0;
+      megaloc::SetDescriptorFileProbe(probe_options);
       return command.run(argc - 1, argv + 1);
     }
   }

@@ -31,6 +31,7 @@ namespace megaloc {
 namespace {
 
 using ::megaloc::testing::TempDir;
+using ::megaloc::testing::TestDataPath;
 
 std::vector<float> Ramp(int dim, float scale) {
   std::vector<float> v(dim);
@@ -87,6 +88,77 @@ void WriteSparseDescriptor(const std::string& path, const std::string& name,
 
 // Bad-input round #1: 2^32+48 elements (truncated to 48 by an int cast, then H5Dread wrote the whole
 // dataset into a 48-float buffer: SIGSEGV) and 2^31+48 (std::vector max_size, no name).
+// Turns the child-process probe of DescriptorFile::Open on for one test.
+class ProbeScope {
+ public:
+  explicit ProbeScope(double stall_seconds) : saved_(GetDescriptorFileProbe()) {
+    DescriptorFileProbeOptions options;
+    options.enabled = true;
+    options.stall_seconds = stall_seconds;
+    SetDescriptorFileProbe(options);
+  }
+  ~ProbeScope() { SetDescriptorFileProbe(saved_); }
+
+ private:
+  DescriptorFileProbeOptions saved_;
+};
+
+std::string FormatErrorOf(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const FormatError& error) {
+    return error.what();
+  }
+  return "no FormatError";
+}
+
+// Fuzz findings (tests/fuzz/findings/hdf5/): libhdf5 1.10.8 gets SIGSEGV listing the first (2.2
+// fails an assertion; 1.14 returns an error), and every libhdf5 here loops forever reading the
+// root attributes of the second. With the probe both are one FormatError naming the file, and this
+// process never touches the file.
+TEST(DescriptorHardening, ProbeTurnsLibhdf5CrashesAndHangsIntoErrors) {
+  const ProbeScope probe(1.0);
+  const std::string dir = TempDir();
+  const std::string crash = JoinPaths(dir, "local_heap_null_read.h5");
+  const std::string hang = JoinPaths(dir, "global_heap_hang.h5");
+  WriteFileAtomically(crash, ReadFileToString(TestDataPath("corrupt_hdf5/local_heap_null_read.h5")));
+  WriteFileAtomically(hang, ReadFileToString(TestDataPath("corrupt_hdf5/global_heap_hang.h5")));
+  const std::string crash_error = FormatErrorOf([&] {
+    auto file = DescriptorFile::Open(crash, DescriptorFile::Mode::kRead);
+    file->ListNames();
+  });
+  EXPECT_EQ(crash_error.rfind(crash + ": ", 0), 0u) << crash_error;
+  const std::string hang_error = FormatErrorOf([&] {
+    auto file = DescriptorFile::Open(hang, DescriptorFile::Mode::kRead);
+    file->Attributes();
+  });
+  EXPECT_EQ(hang_error.rfind(hang + ": corrupt HDF5 file: libhdf5 made no progress for 1 s", 0), 0u) << hang_error;
+  // Appending (resuming extraction into the file) is guarded the same way; the file is unchanged.
+  const std::string hang_bytes = ReadFileToString(hang);
+  EXPECT_NE(FormatErrorOf([&] { DescriptorFile::Open(hang, DescriptorFile::Mode::kAppend); }).find("made no progress"),
+            std::string::npos);
+  EXPECT_EQ(ReadFileToString(hang), hang_bytes);
+}
+
+TEST(DescriptorHardening, ProbeLetsGoodFilesThrough) {
+  const std::string path = JoinPaths(TempDir(), "good.h5");
+  {
+    auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kCreate);
+    for (const std::string name : {"a.jpg", "seq/b.jpg"}) file->Write(name, Ramp(8, 0.1f).data(), 8, 1, 1);
+    file->SetAttribute(kAttrModel, "MegaLoc");
+  }
+  const ProbeScope probe(5.0);
+  for (int i = 0; i < 2; ++i) {  // the second open finds the file already probed
+    auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kRead);
+    EXPECT_EQ(file->ListNames(), (std::vector<std::string>{"a.jpg", "seq/b.jpg"}));
+    EXPECT_EQ(file->GetAttribute(kAttrModel), "MegaLoc");
+    EXPECT_EQ(file->Read("seq/b.jpg")(1), HalfToFloat(FloatToHalf(Ramp(8, 0.1f)[1])));  // stored as float16
+  }
+  auto appended = DescriptorFile::Open(path, DescriptorFile::Mode::kAppend);
+  appended->Write("c.jpg", Ramp(8, 0.2f).data(), 8, 1, 1);
+  EXPECT_EQ(appended->ListNames().size(), 3u);
+}
+
 TEST(DescriptorHardening, HugeDatasetSizesAreRefusedBeforeAllocating) {
   const std::string path = JoinPaths(TempDir(), "huge.h5");
   WriteSparseDescriptor(path, "huge32.jpg", {(hsize_t{1} << 32) + 48});

@@ -284,5 +284,20 @@ TEST(BadOutputs, OtherCommands) {
   }
 }
 
+// libhdf5 1.10.8 gets SIGSEGV listing this fuzz finding (2.2: a failed assertion): `megaloc` reads
+// the structure of input files in a child process first, so the user gets one error line.
+TEST(BadInput, Libhdf5CrashOnACorruptFileIsOneError) {
+  const std::string dir = TempDir();
+  const std::string input = JoinPaths(dir, "corrupt.h5");
+  WriteFileAtomically(input, ReadFileToString(TestDataPath("corrupt_hdf5/local_heap_null_read.h5")));
+  const std::string output = JoinPaths(dir, "pairs.txt");
+  ExpectCleanError(Megaloc("pairs --num_matched 2 --descriptors '" + input + "' --output_path '" + output + "'"),
+                   {input, "corrupt"});
+  ExpectCleanError(Megaloc("merge --input_paths '" + input + "' --output_path '" + JoinPaths(dir, "m.h5") + "'"),
+                   {input, "corrupt"});
+  EXPECT_FALSE(FileExists(output));
+  EXPECT_FALSE(FileExists(JoinPaths(dir, "m.h5")));
+}
+
 }  // namespace
 }  // namespace megaloc

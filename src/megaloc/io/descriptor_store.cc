@@ -15,11 +15,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "megaloc/util/file_utils.h"
+#include "megaloc/util/isolated_call.h"
 #include "megaloc/util/logging.h"
 #include "megaloc/util/string_utils.h"
 
@@ -98,7 +101,16 @@ struct Inventory {
   std::map<std::string, unsigned> groups;  // bit 0: global_descriptor, 1: image_size, 2: other
 };
 
+// Set only inside a probe child (SetDescriptorFileProbe): called every 1024 objects of a visit.
+const std::function<void()>* g_probe_progress = nullptr;
+size_t g_probe_count = 0;
+
+void ProbeTick() {
+  if (g_probe_progress != nullptr && (++g_probe_count & 1023u) == 0) (*g_probe_progress)();
+}
+
 herr_t InventoryCallback(hid_t, const char* name, const hdf5::ObjectInfo* info, void* data) {
+  ProbeTick();
   if (info->type != H5O_TYPE_DATASET) return 0;
   const std::string path(name);
   const size_t slash = path.rfind('/');
@@ -214,6 +226,66 @@ std::string DescriptorFile::CheckName(const std::string& name) {
 DescriptorFile::DescriptorFile(std::string path, Mode mode)
     : path_(std::move(path)), file_path_(path_), mode_(mode) {}
 
+namespace {
+
+DescriptorFileProbeOptions g_probe_options;
+
+// Files already probed in this process: (device, inode, size, modification time).
+std::set<std::tuple<dev_t, ino_t, off_t, int64_t>>& ProbedFiles() {
+  static std::set<std::tuple<dev_t, ino_t, off_t, int64_t>> probed;
+  return probed;
+}
+
+}  // namespace
+
+bool DescriptorFileProbeOptions::Check() const {
+  CHECK_OPTION(std::isfinite(stall_seconds) && stall_seconds > 0);
+  return true;
+}
+
+void SetDescriptorFileProbe(const DescriptorFileProbeOptions& options) {
+  MEGALOC_CHECK(options.Check());
+  g_probe_options = options;
+}
+
+DescriptorFileProbeOptions GetDescriptorFileProbe() { return g_probe_options; }
+
+void DescriptorFile::ProbeInChild(const std::string& path, const std::string& file_path) {
+  if (!g_probe_options.enabled) return;
+  struct stat st;
+  if (stat(file_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;  // Open reports it
+  const auto key = std::make_tuple(st.st_dev, st.st_ino, st.st_size,
+                                   int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec);
+  if (ProbedFiles().count(key) != 0) return;
+  IsolatedCallOptions options;
+  options.stall_seconds = g_probe_options.stall_seconds;
+  std::string stage = "opening it";
+  const IsolatedCallResult result = RunIsolated(
+      [&](const std::function<void()>& progress) {
+        g_probe_options.enabled = false;  // the child's own Open
+        g_probe_progress = &progress;
+        auto file = Open(path, Mode::kRead);
+        progress();
+        const std::vector<std::string> names = file->ListDescriptorNames();
+        progress();
+        file->Attributes();
+        progress();
+        for (const std::string& name : names) {
+          file->Dim(name);  // the dataset's header: type and shape
+          ProbeTick();
+        }
+      },
+      options);
+  if (!result.ok()) {
+    const std::string detail =
+        result.stderr_tail.empty() ? "" : " (it wrote: " + EscapeForMessage(result.stderr_tail, 300) + ")";
+    MEGALOC_THROW(FormatError, path << ": corrupt HDF5 file: libhdf5 " << result.Describe()
+                                    << " while reading the file's structure in a separate process"
+                                    << detail << "; the file was not opened here");
+  }
+  ProbedFiles().insert(key);
+}
+
 std::unique_ptr<DescriptorFile> DescriptorFile::Open(const std::string& path, Mode mode) {
   SilenceHdf5Errors();
   if (path.empty()) MEGALOC_THROW(InvalidArgument, "descriptor file path is empty");
@@ -241,6 +313,7 @@ std::unique_ptr<DescriptorFile> DescriptorFile::Open(const std::string& path, Mo
   if (mode == Mode::kRead && !exists) {
     MEGALOC_THROW(IoError, path << ": no such descriptor file");
   }
+  if (exists) ProbeInChild(path, real);
   file->half_type_ = MakeHalfType();
   file->OpenHandle(mode == Mode::kCreate || (mode == Mode::kAppend && !exists));
   if (mode == Mode::kAppend && exists) file->RepairIncompleteGroups();
@@ -353,6 +426,7 @@ struct LinkScan {
 };
 
 herr_t LinkScanCallback(hid_t, const char* name, const H5L_info_t* info, void* data) {
+  ProbeTick();
   auto* scan = static_cast<LinkScan*>(data);
   const std::string path(name);
   if (!scan->pending.empty()) {

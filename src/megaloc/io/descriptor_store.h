@@ -65,6 +65,23 @@ constexpr const char* kAttrToolVersion = "megaloc_version";      // MegalocVersi
 constexpr const char* kAttrDtype = "descriptor_dtype";           // "float16" / "float32"
 constexpr const char* kAttrPrecision = "inference_precision";    // "float32" / "bfloat16-autocast"
 
+// Isolation from libhdf5 on untrusted files. libhdf5 (1.10.8 to 2.2) crashes or loops forever on
+// some corrupt files before it returns an error code (tests/fuzz/findings/hdf5/). When the probe is
+// enabled, DescriptorFile::Open first reads the structure of an existing file — every object name,
+// the root attributes and their values, each descriptor's type and shape — in a forked child process
+// (util/isolated_call.h); if the child crashes or stalls, Open throws FormatError naming the file
+// and what happened, and this process never touches the file. Each file (device, inode, size,
+// modification time) is probed once per process. Descriptor values are not read by the probe.
+// Off by default (library users and tests); the `megaloc` executable turns it on at start.
+struct DescriptorFileProbeOptions {
+  bool enabled = false;
+  // A child that makes no progress for this long is stopped (see IsolatedCallOptions). Default 60.
+  double stall_seconds = 60.0;
+  bool Check() const;
+};
+void SetDescriptorFileProbe(const DescriptorFileProbeOptions& options);
+DescriptorFileProbeOptions GetDescriptorFileProbe();
+
 class DescriptorFile {
  public:
   enum class Mode {
@@ -157,6 +174,8 @@ class DescriptorFile {
 
  private:
   DescriptorFile(std::string path, Mode mode);
+  // DescriptorFileProbeOptions: reads `path` (`file_path`: the file itself) in a child process.
+  static void ProbeInChild(const std::string& path, const std::string& file_path);
   void OpenHandle(bool create);
   void CloseHandle() noexcept;
 
