@@ -48,7 +48,16 @@ int RunRevisitopEval(int argc, char** argv) {
        "layout of --ranks_path: db_by_q (official (n_db, n_q)) or q_by_db ((n_q, n_db))")
       ("output_path", po::value<std::string>(&output_path), "results JSON (percent)")
       ("flush_every", po::value<int>(&options.flush_every)->default_value(64),
-       "flush the descriptor cache every N new query descriptors");
+       "flush the descriptor cache every N new query descriptors")
+      ("dba_num", po::value<int>(&options.expansion.dba_num)->default_value(0),
+       "database-side augmentation with the N best database neighbours before ranking (0 = off; "
+       "not with --r1m)")
+      ("dba_alpha", po::value<float>(&options.expansion.dba_alpha)->default_value(3.0f),
+       "exponent of the DBA weights score^alpha")
+      ("qe_num", po::value<int>(&options.expansion.qe_num)->default_value(0),
+       "alpha query expansion with the N best (augmented) database neighbours (0 = off; not with --r1m)")
+      ("qe_alpha", po::value<float>(&options.expansion.qe_alpha)->default_value(3.0f),
+       "exponent of the query-expansion weights score^alpha");
 
   ModelCommandHelp model_help;
   model_help.weights_path =
@@ -74,6 +83,9 @@ int RunRevisitopEval(int argc, char** argv) {
     }
     RevisitopReport report;
     if (!ranks_path.empty()) {
+      if (options.expansion.Enabled()) {
+        MEGALOC_THROW(InvalidArgument, "--qe_num/--dba_num need descriptors: not with --ranks_path");
+      }
       if (ranks_layout != "db_by_q" && ranks_layout != "q_by_db") {
         MEGALOC_THROW(InvalidArgument, "--ranks_layout must be db_by_q or q_by_db, got '"
                                            << ranks_layout << "'");
@@ -118,6 +130,10 @@ int RunRevisitopEval(int argc, char** argv) {
       }
       if (options.weights_path.empty() && options.descriptors_path.empty()) {
         MEGALOC_THROW(InvalidArgument, "--weights_path is required (or a complete --descriptors cache)");
+      }
+      ThrowIfInvalid(options.expansion);
+      if (options.expansion.Enabled() && !options.r1m_dir.empty()) {
+        MEGALOC_THROW(InvalidArgument, "--qe_num/--dba_num hold the database in memory: not available with --r1m");
       }
       if (!options.r1m_dir.empty() && options.descriptors_path.empty()) {
         MEGALOC_THROW(InvalidArgument, "--r1m needs --descriptors (1M descriptors do not fit in memory)");

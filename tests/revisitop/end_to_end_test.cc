@@ -302,3 +302,60 @@ TEST(RevisitopEndToEnd, CommandLineWithModel) {
 
 }  // namespace
 }  // namespace megaloc
+
+namespace megaloc {
+namespace {
+
+// αQE on a hand-computed case (descriptors cached, so no model runs). Query q = e1; database
+// A = n(0.6 e1 + e2) (easy), B = n(e1 + e2) (easy), N = n(e1 + 1.5 e3) (negative).
+// Plain ranking: B 0.707, N 0.555, A 0.514 -> AP = 0.5 + (1/2 + 2/3)/2 * 0.5 = 0.791667.
+// αQE with 1 neighbour, alpha 3: q' = n(q + 0.707^3 B) = n(1.25 e1 + 0.25 e2): B 0.832, A 0.673,
+// N 0.544 -> both positives first, AP = 1. DBA is run for its plumbing (the ranks source names it);
+// its effect on mAP is measured by bench/revisitop_expansion_bench.cc.
+TEST(RevisitopEndToEnd, AlphaQueryExpansionHandComputed) {
+  const std::string root = testing::TempDir();
+  const std::string dir = root + "/datasets/roxford5k";
+  CreateDirectories(dir + "/jpg");
+  for (const std::string name : {"a", "b", "n", "q"}) WriteFileAtomically(dir + "/jpg/" + name + ".jpg", "");
+  testing::PickleWriter w;
+  w.Proto(2).EmptyDict().Mark();
+  w.Str("imlist").StrList({"a", "b", "n"});
+  w.Str("qimlist").StrList({"q"});
+  w.Str("gnd").EmptyList().Mark();
+  w.EmptyDict().Mark().Str("bbx").FloatList({0, 0, 8, 8});
+  w.Str("easy").IntList({0, 1}).Str("hard").IntList({}).Str("junk").IntList({}).SetItems();
+  w.Appends().SetItems().Stop();
+  WriteFileAtomically(dir + "/gnd_roxford5k.pkl", w.bytes());
+  const std::string cache = root + "/feats.h5";
+  {
+    auto file = DescriptorFile::Open(cache, DescriptorFile::Mode::kCreate);
+    auto put = [&](const std::string& name, float x, float y, float z) {
+      const float norm = std::sqrt(x * x + y * y + z * z);
+      const float v[3] = {x / norm, y / norm, z / norm};
+      file->Write(name, v, 3, 8, 8, DescriptorDtype::kFloat32);
+    };
+    put("query_crop/q.jpg", 1, 0, 0);
+    put("a.jpg", 0.6f, 1, 0);
+    put("b.jpg", 1, 1, 0);
+    put("n.jpg", 1, 0, 1.5f);
+  }
+  RevisitopEvalOptions options;
+  options.dataset = "roxford5k";
+  options.data_root = root;
+  options.descriptors_path = cache;
+  const RevisitopReport plain = RunRevisitopEvaluation(options);
+  EXPECT_NEAR(plain.evaluation.Get(RevisitopSetup::kEasy).map, 0.5 + (0.5 + 2.0 / 3.0) / 2 * 0.5, 1e-9);
+  EXPECT_EQ(plain.ranks_source, "dot product");
+  options.expansion.qe_num = 1;
+  const RevisitopReport qe = RunRevisitopEvaluation(options);
+  EXPECT_NEAR(qe.evaluation.Get(RevisitopSetup::kEasy).map, 1.0, 1e-9);
+  EXPECT_EQ(qe.ranks_source, "dot product after alpha-QE (1 neighbours, alpha 3)");
+  options.expansion.dba_num = 1;
+  const RevisitopReport both = RunRevisitopEvaluation(options);
+  EXPECT_EQ(both.ranks_source, "dot product after DBA (1 neighbours, alpha 3) and alpha-QE (1 neighbours, alpha 3)");
+  options.r1m_dir = root;  // expansion holds the database in memory: not with R1M
+  EXPECT_FALSE(options.Check());
+}
+
+}  // namespace
+}  // namespace megaloc

@@ -170,15 +170,7 @@ int RunPairs(int argc, char** argv) {
     if (options.sequence.overlap < 0) MEGALOC_THROW(InvalidArgument, "--sequential_overlap must be >= 0");
     if (options.sequence.loop_closure < 0) MEGALOC_THROW(InvalidArgument, "--loop_closure must be >= 0");
     if (options.spatial_k < 0) MEGALOC_THROW(InvalidArgument, "--spatial_k must be >= 0");
-    if (options.expansion.qe_num < 0 || options.expansion.dba_num < 0) {
-      MEGALOC_THROW(InvalidArgument, "--qe_num and --dba_num must be >= 0");
-    }
-    for (const auto& [name, alpha] : {std::pair<const char*, double>{"qe_alpha", options.expansion.qe_alpha},
-                                       std::pair<const char*, double>{"dba_alpha", options.expansion.dba_alpha}}) {
-      if (!std::isfinite(alpha) || alpha < 0) {
-        MEGALOC_THROW(InvalidArgument, "--" << name << " must be a finite number >= 0, not " << alpha);
-      }
-    }
+    ThrowIfInvalid(options.expansion);
     const bool have_priors = !priors_csv.empty() || !priors_database.empty() || !exif_image_path.empty();
     if ((options.max_distance >= 0.0 || options.spatial_k > 0) && !have_priors) {
       MEGALOC_THROW(InvalidArgument, "--max_distance and --spatial_k need position priors "

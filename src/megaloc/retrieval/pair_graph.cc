@@ -410,6 +410,18 @@ bool QueryExpansionOptions::Check() const {
   return true;
 }
 
+void ThrowIfInvalid(const QueryExpansionOptions& options) {
+  if (options.qe_num < 0 || options.dba_num < 0) {
+    MEGALOC_THROW(InvalidArgument, "--qe_num and --dba_num must be >= 0");
+  }
+  for (const auto& [name, alpha] : {std::pair<const char*, double>{"qe_alpha", options.qe_alpha},
+                                     std::pair<const char*, double>{"dba_alpha", options.dba_alpha}}) {
+    if (!std::isfinite(alpha) || alpha < 0) {
+      MEGALOC_THROW(InvalidArgument, "--" << name << " must be a finite number >= 0, not " << alpha);
+    }
+  }
+}
+
 DescriptorMatrix ExpandDescriptors(const DescriptorSource& queries,
                                    const DescriptorSource& db,
                                    const SearchResult& neighbors,

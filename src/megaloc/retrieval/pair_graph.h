@@ -151,6 +151,10 @@ struct QueryExpansionOptions {
   bool Check() const;
 };
 
+// Front ends: throws InvalidArgument naming the command-line option (--qe_num, --dba_num, --qe_alpha,
+// --dba_alpha) of the first bad value (a negative count; a negative or non-finite alpha).
+void ThrowIfInvalid(const QueryExpansionOptions& options);
+
 // The αQE/DBA weighted combination: row i of the result is normalise(x_i + sum_r w_ir x_{l_ir}) over
 // the valid neighbours l_ir of row i in `neighbors` (labels into `db`), w = max(score, 0)^alpha,
 // using at most `num` of them. `queries` gives x_i. Exposed for tests; returns num_queries x dim.

@@ -1,5 +1,6 @@
 #include "megaloc/eval/revisitop/revisitop_eval.h"
 
+#include <limits>
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -221,6 +222,8 @@ bool RevisitopEvalOptions::Check() const {
   CHECK_OPTION_GE(batch_size, 1);
   CHECK_OPTION_GE(num_workers, 1);
   CHECK_OPTION(preprocessing.Check());
+  CHECK_OPTION(expansion.Check());
+  CHECK_OPTION(!expansion.Enabled() || r1m_dir.empty());
   return true;
 }
 
@@ -241,6 +244,18 @@ RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
   report.preprocessing = options.preprocessing.ToString();
   report.gnd_path = gnd_path;
   report.ranks_source = "dot product";
+  if (options.expansion.Enabled()) {
+    std::ostringstream source;
+    source << "dot product after";
+    if (options.expansion.dba_num > 0) {
+      source << " DBA (" << options.expansion.dba_num << " neighbours, alpha " << options.expansion.dba_alpha << ")";
+    }
+    if (options.expansion.qe_num > 0) {
+      source << (options.expansion.dba_num > 0 ? " and" : "") << " alpha-QE (" << options.expansion.qe_num
+             << " neighbours, alpha " << options.expansion.qe_alpha << ")";
+    }
+    report.ranks_source = source.str();
+  }
 
   const RevisitopGroundTruth gt = ReadRevisitopGroundTruth(gnd_path);
   report.num_database = static_cast<int64_t>(gt.imlist.size());
@@ -435,7 +450,38 @@ RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
   const size_t n = db_keys.size();
   std::vector<std::vector<float>> scores(query_keys.size(), std::vector<float>(n));
   constexpr size_t kBlock = 4096;
-  for (size_t begin = 0; begin < n; begin += kBlock) {
+  if (options.expansion.Enabled() && n > 0 && !query_keys.empty()) {
+    DescriptorBlock x;
+    file->ReadBlock(db_keys, 0, n, &x);
+    if (x.cols() != q_block.cols()) {
+      MEGALOC_THROW(FormatError, descriptors_path << ": descriptor dimensions differ: queries "
+                                                  << q_block.cols() << ", database " << x.cols());
+    }
+    const QueryExpansionOptions& qe = options.expansion;
+    SearchOptions search;
+    search.min_score = -std::numeric_limits<float>::infinity();
+    DescriptorMatrix db = x;
+    if (qe.dba_num > 0) {
+      std::vector<int64_t> ids(n);
+      std::iota(ids.begin(), ids.end(), 0);
+      search.num_neighbors = qe.dba_num;
+      const MatrixDescriptorSource source(x);
+      const SearchResult nn = Search(source, source, search, &ids, &ids);
+      db = ExpandDescriptors(source, source, nn, qe.dba_num, qe.dba_alpha);
+    }
+    DescriptorMatrix q = q_block;
+    if (qe.qe_num > 0) {
+      search.num_neighbors = qe.qe_num;
+      const MatrixDescriptorSource queries_source(q_block), db_source(db);
+      const SearchResult nn = Search(queries_source, db_source, search);
+      q = ExpandDescriptors(queries_source, db_source, nn, qe.qe_num, qe.qe_alpha);
+    }
+    const Eigen::MatrixXf s = q * db.transpose();
+    for (size_t i = 0; i < query_keys.size(); ++i) {
+      for (size_t j = 0; j < n; ++j) scores[i][j] = s(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j));
+    }
+  }
+  for (size_t begin = options.expansion.Enabled() ? n : 0; begin < n; begin += kBlock) {
     const size_t end = std::min(n, begin + kBlock);
     DescriptorBlock x;
     file->ReadBlock(db_keys, begin, end, &x);

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "megaloc/retrieval/pair_graph.h"
 #include "megaloc/eval/revisitop/revisitop_gnd.h"
 #include "megaloc/eval/revisitop/revisitop_metrics.h"
 #include "megaloc/model/megaloc.h"
@@ -55,6 +56,12 @@ struct RevisitopEvalOptions {
   // Flush the cache every this many new query descriptors (database batches are flushed by the
   // extraction pipeline after every batch).
   int flush_every = 64;
+  // αQE and DBA (retrieval/pair_graph.h) before ranking: the database descriptors are replaced by
+  // their DBA combination with their dba_num best database neighbours (themselves excluded), then each
+  // query by its αQE combination with its qe_num best (augmented) database neighbours; ranks are the
+  // dot products of the results. Off by default (qe_num = dba_num = 0: the paper's protocol). Holds
+  // the database in memory: not available with R1M.
+  QueryExpansionOptions expansion;
   // Progress messages (the library never prints); may be empty.
   std::function<void(const std::string&)> progress;
 
