@@ -77,16 +77,16 @@ for scene in loop clusters; do
   pairs() { "$MEGALOC" pairs --descriptors "$dir/descriptors.h5" --unique "$@" >> "$dir/pairs.log"; }
   exhaustive_pairs < "$dir/names.txt" > "$dir/exhaustive.txt"
   run_strategy "$dir" "$scene" exhaustive "$dir/exhaustive.txt"
-  for k in 3 5 10; do
+  for k in 1 2 3 5; do
     pairs --num_matched $k --output_path "$dir/retrieval_k$k.txt"
     run_strategy "$dir" "$scene" "retrieval k=$k" "$dir/retrieval_k$k.txt"
   done
-  for o in 2 5; do
+  for o in 1 2 5; do
     pairs --num_matched 0 --sequential_overlap $o --output_path "$dir/sequential_$o.txt"
     run_strategy "$dir" "$scene" "sequential $o" "$dir/sequential_$o.txt"
   done
-  pairs --num_matched 2 --connect --output_path "$dir/hybrid_k2_connect.txt"
-  run_strategy "$dir" "$scene" "retrieval k=2 + connect" "$dir/hybrid_k2_connect.txt"
-  pairs --num_matched 2 --sequential_overlap 2 --loop_closure 5 --connect --output_path "$dir/hybrid_seq.txt"
-  run_strategy "$dir" "$scene" "hybrid: sequential 2 + retrieval k=2 (loop closure 5) + connect" "$dir/hybrid_seq.txt"
+  pairs --num_matched 1 --connect --output_path "$dir/hybrid_k1_connect.txt"
+  run_strategy "$dir" "$scene" "hybrid: retrieval k=1 + connect" "$dir/hybrid_k1_connect.txt"
+  pairs --num_matched 1 --sequential_overlap 1 --loop_closure 3 --connect --output_path "$dir/hybrid_seq.txt"
+  run_strategy "$dir" "$scene" "hybrid: sequential 1 + retrieval k=1 (loop closure 3) + connect" "$dir/hybrid_seq.txt"
 done

@@ -301,3 +301,17 @@ TEST(BadInput, Libhdf5CrashOnACorruptFileIsOneError) {
 
 }  // namespace
 }  // namespace megaloc
+
+namespace megaloc {
+namespace {
+
+// `megaloc` runs the model commands in megaloc_torch (tools/megaloc.cc); without it, one error line.
+TEST(BadInput, MissingTorchExecutableIsOneError) {
+  ExpectCleanError(Megaloc("extract --help", "MEGALOC_TORCH_EXECUTABLE=/nonexistent/megaloc_torch"),
+                   {"megaloc extract", "megaloc_torch", "/nonexistent/megaloc_torch"});
+  // pairs and merge need no LibTorch: they run without it.
+  EXPECT_EQ(Megaloc("pairs --help", "MEGALOC_TORCH_EXECUTABLE=/nonexistent/megaloc_torch").status, 0);
+}
+
+}  // namespace
+}  // namespace megaloc

@@ -15,7 +15,7 @@
 #include "megaloc/util/logging.h"
 #include "megaloc/util/timer.h"
 #include "tools/commands/commands.h"
-#include "megaloc/colmap/matcher.h"
+#include "megaloc/colmap/pose_priors.h"
 #include "megaloc/cli/option_manager.h"
 
 namespace megaloc {

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "megaloc/colmap/pose_priors.h"
 #include "megaloc/model/megaloc.h"
 #include "megaloc/retrieval/pair_graph.h"
 #include "megaloc/retrieval/pairs_io.h"
@@ -164,11 +165,6 @@ std::vector<ImagePair> ColmapRetrievalPairs(const std::vector<std::string>& name
                                             const ColmapMatcherOptions& options,
                                             ColmapMatcherStats* stats = nullptr);
 
-// Position priors of the images of a COLMAP database (`pose_priors`, COLMAP >= 3.10, read-only):
-// WGS84 rows as ECEF, CARTESIAN and UNDEFINED rows as cartesian metres (as COLMAP's spatial
-// matcher reads them). Throws InvalidArgument if the database mixes the two frames; returns no
-// priors for a database without the table (`num_rows`, if given, gets the rows read).
-PositionPriors ReadColmapPositionPriors(const std::string& database_path, int64_t* num_rows = nullptr);
 
 // The matches_importer command line for a COLMAP version (argv, without running it).
 std::vector<std::string> MatchesImporterCommand(const ColmapMatcherOptions& options,
