@@ -62,7 +62,7 @@ int RunPairs(int argc, char** argv) {
   PairsFromRetrievalOptions options;
   std::string output_path;
   std::string scores_path;
-  std::string memory_limit = "128MiB";
+  std::string memory_limit = "96MiB";
   std::string backend = "exact";
   int num_matched = 0;
   std::string priors_csv;
@@ -137,7 +137,7 @@ int RunPairs(int argc, char** argv) {
        "Exponent of the DBA weights score^alpha.")
       ("scores_path", po::value<std::string>(&scores_path),
        "Also write '<query> <db> <score>' lines to this file (the pairs file stays two columns).")
-      ("memory_limit", po::value<std::string>(&memory_limit)->default_value("128MiB"),
+      ("memory_limit", po::value<std::string>(&memory_limit)->default_value("96MiB"),
        "Budget of the search's working buffers, e.g. 512MiB, 2GB (the database is streamed from "
        "the HDF5 files in blocks that fit).")
       ("num_threads", po::value<int>(&options.search.num_threads)->default_value(-1),
