@@ -403,6 +403,19 @@ TEST(EigenPlaces, ReadsSfxlFileNames) {
   eo.min_images_per_class = 1;
   EigenPlacesDataset ds = LoadSfxlEigenPlaces(root, eo);
   EXPECT_EQ(ds.panoramas.size(), 1u);
+  // A one-image class: its principal axes are the identity's (the full 2 x 2 U of an all-zero
+  // matrix), so the focal points lie focal_distance_m north and west of the image.
+  int num_classes = 0;
+  for (const auto& group : ds.groups) {
+    for (const EigenPlacesClass& cls : group) {
+      ++num_classes;
+      EXPECT_DOUBLE_EQ(cls.focal_lateral[0], 549804.92);
+      EXPECT_DOUBLE_EQ(cls.focal_lateral[1], 4180345.27 + eo.focal_distance_m);
+      EXPECT_DOUBLE_EQ(cls.focal_frontal[0], 549804.92 - eo.focal_distance_m);
+      EXPECT_DOUBLE_EQ(cls.focal_frontal[1], 4180345.27);
+    }
+  }
+  EXPECT_EQ(num_classes, 1);
   EXPECT_THROW(ParseSfxlName("/x/not@an@sfxl.jpg"), FormatError);
 }
 

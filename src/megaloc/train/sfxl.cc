@@ -85,7 +85,8 @@ EigenPlacesDataset BuildEigenPlaces(std::vector<SfxlPanorama> panoramas,
       x(0, j) = ds.panoramas[members[j]].easting - mu[0];
       x(1, j) = ds.panoramas[members[j]].northing - mu[1];
     }
-    Eigen::JacobiSVD<Eigen::MatrixXd> svd(x, Eigen::ComputeThinU);
+    // Full U (2 x 2, as numpy's svd): a thin U has one column when the class has one image.
+    Eigen::JacobiSVD<Eigen::MatrixXd> svd(x, Eigen::ComputeFullU);
     const Eigen::Vector2d u1 = svd.matrixU().col(1);  // second principal axis (across the street)
     cls.focal_lateral[0] = mu[0] + options.focal_distance_m * u1(0);
     cls.focal_lateral[1] = mu[1] + options.focal_distance_m * u1(1);
