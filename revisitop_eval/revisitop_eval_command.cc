@@ -48,16 +48,8 @@ int RunRevisitopEval(int argc, char** argv) {
        "layout of --ranks_path: db_by_q (official (n_db, n_q)) or q_by_db ((n_q, n_db))")
       ("output_path", po::value<std::string>(&output_path), "results JSON (percent)")
       ("flush_every", po::value<int>(&options.flush_every)->default_value(64),
-       "flush the descriptor cache every N new query descriptors")
-      ("dba_num", po::value<int>(&options.expansion.dba_num)->default_value(0),
-       "database-side augmentation with the N best database neighbours before ranking (0 = off; "
-       "not with --r1m)")
-      ("dba_alpha", po::value<float>(&options.expansion.dba_alpha)->default_value(3.0f),
-       "exponent of the DBA weights score^alpha")
-      ("qe_num", po::value<int>(&options.expansion.qe_num)->default_value(0),
-       "alpha query expansion with the N best (augmented) database neighbours (0 = off; not with --r1m)")
-      ("qe_alpha", po::value<float>(&options.expansion.qe_alpha)->default_value(3.0f),
-       "exponent of the query-expansion weights score^alpha");
+       "flush the descriptor cache every N new query descriptors");
+  AddQueryExpansionOptions(desc, &options.expansion, "before ranking; not with --r1m");
 
   ModelCommandHelp model_help;
   model_help.weights_path =

@@ -105,10 +105,14 @@ bool ClearWaitPolicyMarker() {
   return true;
 }
 
+bool UserChoseWaitPolicy() {
+  return std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr;
+}
+
 // Executes `executable` with argv and, unless the user chose one, the passive wait policy. Returns
 // only if the exec failed (errno set).
 void ExecWithWaitPolicy(const char* executable, char** argv) {
-  const bool user_policy = std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr;
+  const bool user_policy = UserChoseWaitPolicy();
   if (!user_policy) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     setenv(kWaitPolicyMarker, "1", 1);
@@ -125,8 +129,7 @@ void ExecWithWaitPolicy(const char* executable, char** argv) {
 // Re-executes this program once with the passive policy (in-process commands). No /proc: keeps
 // libgomp's default policy.
 void SetOpenMpWaitPolicy(char** argv) {
-  if (ClearWaitPolicyMarker()) return;
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
+  if (ClearWaitPolicyMarker() || UserChoseWaitPolicy()) return;
   ExecWithWaitPolicy("/proc/self/exe", argv);
 }
 

@@ -148,7 +148,7 @@ TEST(DescriptorHardening, ProbeLetsGoodFilesThrough) {
     file->SetAttribute(kAttrModel, "MegaLoc");
   }
   const ProbeScope probe(5.0);
-  for (int i = 0; i < 2; ++i) {  // the second open finds the file already probed
+  for (int i = 0; i < 2; ++i) {  // opened twice: the same content through the probe either way
     auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kRead);
     EXPECT_EQ(file->ListNames(), (std::vector<std::string>{"a.jpg", "seq/b.jpg"}));
     EXPECT_EQ(file->GetAttribute(kAttrModel), "MegaLoc");

@@ -142,35 +142,21 @@ INSTANTIATE_TEST_SUITE_P(Schemas, ColmapDatabaseSchemaTest,
                                            ColmapSchemaVersion::k4x),
                          testing::SchemaName);
 
-template <typename ExceptionT>
-std::string ExpectThrowMessage(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const ExceptionT& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "unexpected exception type: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "no exception";
-  return "";
-}
-
 TEST(ColmapDatabase, ClearErrors) {
   const std::string dir = testing::TempDir();
   // Missing file: never created (read-only open).
   const std::string missing = JoinPaths(dir, "missing.db");
-  std::string what = ExpectThrowMessage<IoError>([&] { ColmapDatabase::Open(missing); });
+  std::string what = testing::ThrownMessage<IoError>([&] { ColmapDatabase::Open(missing); });
   EXPECT_NE(what.find(missing), std::string::npos) << what;
   EXPECT_NE(what.find("not found"), std::string::npos) << what;
   EXPECT_FALSE(FileExists(missing));
   // A directory.
-  what = ExpectThrowMessage<IoError>([&] { ColmapDatabase::Open(dir); });
+  what = testing::ThrownMessage<IoError>([&] { ColmapDatabase::Open(dir); });
   EXPECT_NE(what.find("directory"), std::string::npos) << what;
   // Not an SQLite file.
   const std::string text = JoinPaths(dir, "text.db");
   { std::ofstream(text) << "this is not a database, just some text that is long enough to matter\n"; }
-  what = ExpectThrowMessage<FormatError>([&] { ColmapDatabase::Open(text); });
+  what = testing::ThrownMessage<FormatError>([&] { ColmapDatabase::Open(text); });
   EXPECT_NE(what.find("not a COLMAP database"), std::string::npos) << what;
   EXPECT_NE(what.find(text), std::string::npos) << what;
   // An SQLite file that is not a COLMAP database.
@@ -182,12 +168,12 @@ TEST(ColmapDatabase, ClearErrors) {
                                "INTEGER, rows INTEGER);", nullptr, nullptr, nullptr), SQLITE_OK);
     sqlite3_close(db);
   }
-  what = ExpectThrowMessage<FormatError>([&] { ColmapDatabase::Open(other); });
+  what = testing::ThrownMessage<FormatError>([&] { ColmapDatabase::Open(other); });
   EXPECT_NE(what.find("missing table 'two_view_geometries'"), std::string::npos) << what;
   // An empty file is a valid empty SQLite database without tables.
   const std::string empty = JoinPaths(dir, "empty.db");
   { std::ofstream(empty).flush(); }
-  what = ExpectThrowMessage<FormatError>([&] { ColmapDatabase::Open(empty); });
+  what = testing::ThrownMessage<FormatError>([&] { ColmapDatabase::Open(empty); });
   EXPECT_NE(what.find("not a COLMAP database"), std::string::npos) << what;
 }
 
@@ -201,7 +187,7 @@ TEST(ColmapDatabase, LockedDatabaseIsReportedNotHung) {
             SQLITE_OK);
   ColmapDatabaseOptions options;
   options.busy_timeout_ms = 50;
-  const std::string what = ExpectThrowMessage<IoError>([&] { ColmapDatabase::Open(path, options); });
+  const std::string what = testing::ThrownMessage<IoError>([&] { ColmapDatabase::Open(path, options); });
   EXPECT_NE(what.find("locked"), std::string::npos) << what;
   EXPECT_NE(what.find(path), std::string::npos) << what;
   ASSERT_EQ(sqlite3_exec(writer, "ROLLBACK;", nullptr, nullptr, nullptr), SQLITE_OK);

@@ -127,14 +127,6 @@ int RunPairs(int argc, char** argv) {
       ("spatial_k", po::value<int>(&options.spatial_k)->default_value(0),
        "SfM: also pair every image with a prior with its K nearest images by position (within "
        "--max_distance if set), like COLMAP's spatial matcher; 0 = off.")
-      ("qe_num", po::value<int>(&options.expansion.qe_num)->default_value(0),
-       "SfM: alpha query expansion with the N best neighbours (0 = off).")
-      ("qe_alpha", po::value<float>(&options.expansion.qe_alpha)->default_value(3.0f),
-       "Exponent of the query-expansion weights score^alpha.")
-      ("dba_num", po::value<int>(&options.expansion.dba_num)->default_value(0),
-       "SfM: database-side augmentation with the N best neighbours (0 = off).")
-      ("dba_alpha", po::value<float>(&options.expansion.dba_alpha)->default_value(3.0f),
-       "Exponent of the DBA weights score^alpha.")
       ("scores_path", po::value<std::string>(&scores_path),
        "Also write '<query> <db> <score>' lines to this file (the pairs file stays two columns).")
       ("memory_limit", po::value<std::string>(&memory_limit)->default_value("96MiB"),
@@ -153,6 +145,7 @@ int RunPairs(int argc, char** argv) {
        "faiss_hnsw: graph degree M.")
       ("hnsw_ef_search", po::value<int>(&options.search.hnsw_ef_search)->default_value(256),
        "faiss_hnsw: efSearch (raised to at least num_matched + 1).");
+  AddQueryExpansionOptions(desc, &options.expansion, "SfM mode");
 
   po::variables_map vm;
   const ParseResult parsed = ParseCommandLine(

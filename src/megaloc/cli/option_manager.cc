@@ -108,6 +108,20 @@ void CheckModelCommandOptions(ModelOptions* options) {
   options->num_threads = ClampThreadCount("num_threads", options->num_threads);
 }
 
+void AddQueryExpansionOptions(po::options_description& options, QueryExpansionOptions* values,
+                              const std::string& note) {
+  options.add_options()
+      ("qe_num", po::value<int>(&values->qe_num)->default_value(0),
+       ("alpha query expansion with the N best (augmented) database neighbours (0 = off; " + note + ")").c_str())
+      ("qe_alpha", po::value<float>(&values->qe_alpha)->default_value(3.0f),
+       "exponent of the query-expansion weights score^alpha")
+      ("dba_num", po::value<int>(&values->dba_num)->default_value(0),
+       ("database-side augmentation with the N best database neighbours, before retrieval (0 = off; " + note +
+        ")").c_str())
+      ("dba_alpha", po::value<float>(&values->dba_alpha)->default_value(3.0f),
+       "exponent of the DBA weights score^alpha");
+}
+
 void AddModelCommandOptions(po::options_description& options, ModelCommandOptions* values,
                             const ModelCommandHelp& help) {
   const std::string weights_help =

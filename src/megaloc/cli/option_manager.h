@@ -10,6 +10,7 @@
 #include <boost/program_options.hpp>
 
 #include "megaloc/model/megaloc.h"
+#include "megaloc/retrieval/pair_graph.h"
 
 namespace megaloc {
 
@@ -79,6 +80,12 @@ struct ModelCommandHelp {
 
 void AddModelCommandOptions(po::options_description& options, ModelCommandOptions* values,
                             const ModelCommandHelp& help = ModelCommandHelp());
+
+// Registers --qe_num, --qe_alpha, --dba_num and --dba_alpha (αQE and DBA of retrieval/pair_graph.h,
+// defaults 0 = off and alpha 3) bound to *values; `note` ends the two count options' help, e.g.
+// "SfM mode". Check the values with ThrowIfInvalid(QueryExpansionOptions) after parsing.
+void AddQueryExpansionOptions(po::options_description& options, QueryExpansionOptions* values,
+                              const std::string& note);
 
 // After parsing: checks batch size, worker and thread counts and the device (one-line
 // InvalidArgument naming the option; counts above the cores are clamped with a warning), resolves

@@ -259,7 +259,6 @@ void DescriptorFile::ProbeInChild(const std::string& path, const std::string& fi
   if (ProbedFiles().count(key) != 0) return;
   IsolatedCallOptions options;
   options.stall_seconds = g_probe_options.stall_seconds;
-  std::string stage = "opening it";
   const IsolatedCallResult result = RunIsolated(
       [&](const std::function<void()>& progress) {
         g_probe_options.enabled = false;  // the child's own Open

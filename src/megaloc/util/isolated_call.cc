@@ -152,10 +152,6 @@ IsolatedCallResult RunIsolated(const std::function<void(const std::function<void
         CloseFd(err_pipe[0]);
       }
     }
-    // Both pipes closed only when the child is gone (or closed them itself): reap below.
-    if (!beat_open && !err_open) break;
-    // Poll with one pipe closed: drop it from the set.
-    if (!beat_open) fds[0].fd = -1;
   }
   CloseFd(beat_pipe[0]);
   CloseFd(err_pipe[0]);

@@ -227,6 +227,31 @@ bool RevisitopEvalOptions::Check() const {
   return true;
 }
 
+namespace {
+
+// DBA on the whole database `db` (each image's neighbours exclude itself), then αQE of `queries`
+// against the augmented database (retrieval/pair_graph.h).
+void ExpandForRanking(const QueryExpansionOptions& qe, DescriptorBlock* queries, DescriptorBlock* db) {
+  SearchOptions search;
+  search.min_score = -std::numeric_limits<float>::infinity();
+  if (qe.dba_num > 0) {
+    std::vector<int64_t> ids(static_cast<size_t>(db->rows()));
+    std::iota(ids.begin(), ids.end(), 0);
+    search.num_neighbors = qe.dba_num;
+    const MatrixDescriptorSource source(*db);
+    const SearchResult nn = Search(source, source, search, &ids, &ids);
+    *db = ExpandDescriptors(source, source, nn, qe.dba_num, qe.dba_alpha);
+  }
+  if (qe.qe_num > 0 && queries->rows() > 0) {
+    search.num_neighbors = qe.qe_num;
+    const MatrixDescriptorSource query_source(*queries), db_source(*db);
+    const SearchResult nn = Search(query_source, db_source, search);
+    *queries = ExpandDescriptors(query_source, db_source, nn, qe.qe_num, qe.qe_alpha);
+  }
+}
+
+}  // namespace
+
 RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
   if (!options.Check()) {
     MEGALOC_THROW(InvalidArgument, "invalid revisitop_eval options (see the log above)");
@@ -450,45 +475,17 @@ RevisitopReport RunRevisitopEvaluation(const RevisitopEvalOptions& options) {
   const size_t n = db_keys.size();
   std::vector<std::vector<float>> scores(query_keys.size(), std::vector<float>(n));
   constexpr size_t kBlock = 4096;
-  if (options.expansion.Enabled() && n > 0 && !query_keys.empty()) {
-    DescriptorBlock x;
-    file->ReadBlock(db_keys, 0, n, &x);
-    if (x.cols() != q_block.cols()) {
-      MEGALOC_THROW(FormatError, descriptors_path << ": descriptor dimensions differ: queries "
-                                                  << q_block.cols() << ", database " << x.cols());
-    }
-    const QueryExpansionOptions& qe = options.expansion;
-    SearchOptions search;
-    search.min_score = -std::numeric_limits<float>::infinity();
-    DescriptorMatrix db = x;
-    if (qe.dba_num > 0) {
-      std::vector<int64_t> ids(n);
-      std::iota(ids.begin(), ids.end(), 0);
-      search.num_neighbors = qe.dba_num;
-      const MatrixDescriptorSource source(x);
-      const SearchResult nn = Search(source, source, search, &ids, &ids);
-      db = ExpandDescriptors(source, source, nn, qe.dba_num, qe.dba_alpha);
-    }
-    DescriptorMatrix q = q_block;
-    if (qe.qe_num > 0) {
-      search.num_neighbors = qe.qe_num;
-      const MatrixDescriptorSource queries_source(q_block), db_source(db);
-      const SearchResult nn = Search(queries_source, db_source, search);
-      q = ExpandDescriptors(queries_source, db_source, nn, qe.qe_num, qe.qe_alpha);
-    }
-    const Eigen::MatrixXf s = q * db.transpose();
-    for (size_t i = 0; i < query_keys.size(); ++i) {
-      for (size_t j = 0; j < n; ++j) scores[i][j] = s(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j));
-    }
-  }
-  for (size_t begin = options.expansion.Enabled() ? n : 0; begin < n; begin += kBlock) {
-    const size_t end = std::min(n, begin + kBlock);
+  // With αQE/DBA the whole database is one block (held in memory).
+  const size_t block = options.expansion.Enabled() ? n : kBlock;
+  for (size_t begin = 0; begin < n; begin += block) {
+    const size_t end = std::min(n, begin + block);
     DescriptorBlock x;
     file->ReadBlock(db_keys, begin, end, &x);
     if (x.cols() != q_block.cols()) {
       MEGALOC_THROW(FormatError, descriptors_path << ": descriptor dimensions differ: queries "
                                                   << q_block.cols() << ", database " << x.cols());
     }
+    if (options.expansion.Enabled()) ExpandForRanking(options.expansion, &q_block, &x);
     const Eigen::MatrixXf s = q_block * x.transpose();  // (n_q, block)
     for (size_t q = 0; q < query_keys.size(); ++q) {
       for (size_t j = begin; j < end; ++j) {
