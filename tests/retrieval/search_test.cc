@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "megaloc/retrieval/search_internal.h"
 #include "megaloc/util/logging.h"
 
 namespace megaloc {
@@ -411,6 +412,30 @@ TEST(Search, ParseByteSize) {
   EXPECT_THROW(ParseByteSize("lots"), InvalidArgument);
   EXPECT_THROW(ParseByteSize("-1GB"), InvalidArgument);
   EXPECT_THROW(ParseByteSize("3 parsecs"), InvalidArgument);
+}
+
+// OpenBLAS is bypassed exactly when its detected core has narrower kernels than the CPU.
+TEST(RetrievalGemm, RoutingByVectorWidth) {
+  EXPECT_EQ(internal::OpenBlasCoreVectorBits("SkylakeX"), 512);
+  EXPECT_EQ(internal::OpenBlasCoreVectorBits("Cooperlake"), 512);
+  EXPECT_EQ(internal::OpenBlasCoreVectorBits("Haswell"), 256);
+  EXPECT_EQ(internal::OpenBlasCoreVectorBits("Zen"), 256);
+  EXPECT_EQ(internal::OpenBlasCoreVectorBits("Prescott"), 128);
+  EXPECT_EQ(internal::OpenBlasCoreVectorBits("SomethingNew"), 128);
+  // Zen 5 (AVX-512) detected as Haswell by OpenBLAS 0.3.21: bypass.
+  EXPECT_TRUE(internal::PreferDnnlSgemm("Haswell", 512));
+  // Emerald Rapids detected as Prescott: bypass.
+  EXPECT_TRUE(internal::PreferDnnlSgemm("Prescott", 512));
+  EXPECT_TRUE(internal::PreferDnnlSgemm("Prescott", 256));
+  // The core matches the CPU: keep OpenBLAS.
+  EXPECT_FALSE(internal::PreferDnnlSgemm("SkylakeX", 512));
+  EXPECT_FALSE(internal::PreferDnnlSgemm("Haswell", 256));
+  EXPECT_FALSE(internal::PreferDnnlSgemm("Prescott", 128));
+  // Not OpenBLAS (another CBLAS): never second-guessed.
+  EXPECT_FALSE(internal::PreferDnnlSgemm("", 512));
+  const int bits = internal::CpuVectorBits();
+  EXPECT_TRUE(bits == 128 || bits == 256 || bits == 512) << bits;
+  EXPECT_FALSE(RetrievalGemmBackend().empty());
 }
 
 }  // namespace

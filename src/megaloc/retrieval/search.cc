@@ -92,26 +92,55 @@ struct GemmBackend {
   std::string name;
 };
 
-// OpenBLAS cores without AVX kernels: what OpenBLAS 0.3.21 falls back to on CPUs it does not know
-// (e.g. Emerald Rapids is detected as "Prescott", about 5x below the machine's sgemm rate).
-bool IsGenericOpenBlasCore(const std::string& core) {
-  for (const char* generic : {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom",
-                              "Katmai", "Coppermine", "Northwood", "Banias", "Opteron",
-                              "Barcelona", "Generic", "x86_64", "Unknown"}) {
-    if (core == generic) return true;
+}  // namespace
+
+namespace internal {
+
+int OpenBlasCoreVectorBits(const std::string& core) {
+  // OpenBLAS 0.3.x DYNAMIC_ARCH x86-64 cores, by the widest vectors their sgemm kernels use.
+  for (const char* wide : {"SkylakeX", "Cooperlake", "SapphireRapids"}) {
+    if (core == wide) return 512;
   }
-  return false;
+  for (const char* avx : {"Haswell", "Zen", "SandyBridge", "Bulldozer", "Piledriver", "Steamroller",
+                          "Excavator"}) {
+    if (core == avx) return 256;
+  }
+  return 128;  // Prescott, Core2, Nehalem, Atom, ..., "Generic": SSE kernels
 }
 
+int CpuVectorBits() {
+  // libgcc's cpu model checks both the CPUID bits and that the OS saves the register state (XGETBV).
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+    return 512;
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 256;
+  return 128;
+}
+
+bool PreferDnnlSgemm(const std::string& core, int cpu_vector_bits) {
+  if (core.empty()) return false;  // not OpenBLAS: trust the BLAS the system linked
+  return OpenBlasCoreVectorBits(core) < cpu_vector_bits;
+}
+
+}  // namespace internal
+
+namespace {
+
 // MEGALOC_RETRIEVAL_GEMM = blas | dnnl | auto (default): auto takes oneDNN when the BLAS is an
-// OpenBLAS that detected a generic core and libdnnl can be loaded.
+// OpenBLAS whose detected core uses narrower vectors than this CPU has, and libdnnl can be loaded.
+// OpenBLAS 0.3.21 falls back to such cores on CPUs newer than itself: generic SSE kernels on Intel
+// Emerald Rapids ("Prescott", ~5x below the machine's sgemm rate), AVX2 kernels on AMD Zen 5
+// ("Haswell", half the rate of the AVX-512 kernels on the same CPU).
 const GemmBackend& RetrievalGemm() {
   static const GemmBackend backend = [] {
     GemmBackend b;
     const std::string core = openblas_get_corename != nullptr ? openblas_get_corename() : "";
     const char* env = std::getenv("MEGALOC_RETRIEVAL_GEMM");
     const std::string mode = env != nullptr ? env : "auto";
-    const bool want_dnnl = mode == "dnnl" || (mode != "blas" && IsGenericOpenBlasCore(core));
+    const int cpu_bits = internal::CpuVectorBits();
+    const bool want_dnnl = mode == "dnnl" || (mode != "blas" && internal::PreferDnnlSgemm(core, cpu_bits));
     if (want_dnnl) {
       void* symbol = dlsym(RTLD_DEFAULT, "dnnl_sgemm");
       if (symbol == nullptr) {
@@ -122,7 +151,12 @@ const GemmBackend& RetrievalGemm() {
       b.dnnl = reinterpret_cast<DnnlSgemmFn>(symbol);
     }
     const std::string blas = core.empty() ? "CBLAS" : "OpenBLAS " + core;
-    b.name = b.dnnl != nullptr ? "oneDNN dnnl_sgemm (" + blas + " bypassed)" : blas;
+    std::string why;
+    if (!core.empty() && internal::OpenBlasCoreVectorBits(core) < cpu_bits) {
+      why = ": " + std::to_string(internal::OpenBlasCoreVectorBits(core)) + "-bit kernels on a CPU with " +
+            std::to_string(cpu_bits) + "-bit vectors";
+    }
+    b.name = b.dnnl != nullptr ? "oneDNN dnnl_sgemm (" + blas + " bypassed" + why + ")" : blas;
     return b;
   }();
   return backend;

@@ -205,10 +205,12 @@ void ExactBlockSizes(int64_t num_queries,
                      int64_t* db_block,
                      int64_t* working_bytes);
 
-// The GEMM the exact engine uses, e.g. "OpenBLAS SkylakeX" or "oneDNN dnnl_sgemm (OpenBLAS Prescott
-// bypassed)": OpenBLAS unless it detected a generic core without AVX kernels (Prescott, ..., as
-// OpenBLAS 0.3.21 does on CPUs newer than itself) and libdnnl (oneDNN, which picks its ISA at run
-// time) can be loaded. Environment MEGALOC_RETRIEVAL_GEMM=blas|dnnl forces one (read once).
+// The GEMM the exact engine uses, e.g. "OpenBLAS SkylakeX" or "oneDNN dnnl_sgemm (OpenBLAS Haswell
+// bypassed: 256-bit kernels on a CPU with 512-bit vectors)": OpenBLAS unless the core it detected
+// uses narrower vectors than the CPU has (OpenBLAS 0.3.21 picks SSE kernels on Intel Emerald
+// Rapids and AVX2 kernels on AMD Zen 5, CPUs newer than itself) and libdnnl (oneDNN, which picks
+// its ISA at run time) can be loaded. Environment MEGALOC_RETRIEVAL_GEMM=blas|dnnl forces one (read
+// once).
 std::string RetrievalGemmBackend();
 
 // Fraction of results of `approx` found in `exact` (recall@k, averaged over queries; the set of
