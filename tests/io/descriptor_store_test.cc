@@ -3,6 +3,7 @@
 #include <hdf5.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -210,6 +211,107 @@ TEST(DescriptorStore, ReadBackFloat16AndFloat32) {
   ExpectThrowWith([&] { file->ReadBlock(names, 0, 2, &block); }, "'x'", "no such image");
   // Writing to a read-only file is refused.
   EXPECT_THROW(file->Write("new.jpg", a.data(), 100, 1, 1), InvalidArgument);
+}
+
+// ReadBlockLocated: the first pass reads through HDF5 and records where contiguous values lie; later
+// passes read those bytes directly and give the same values and the same errors.
+TEST(DescriptorStore, LocatedReadsEqualHdf5Reads) {
+  const std::string dir = TempDir();
+  const std::string path = JoinPaths(dir, "located.h5");
+  const int dim = 40;
+  std::vector<std::string> names;
+  {
+    auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kCreate);
+    for (int i = 0; i < 6; ++i) {
+      names.push_back("img" + std::to_string(i) + ".jpg");
+      const std::vector<float> v = RandomUnitVector(dim, 100 + i);
+      file->Write(names.back(), v.data(), dim, 4, 3, i % 2 ? DescriptorDtype::kFloat32 : DescriptorDtype::kFloat16);
+    }
+  }
+  // A chunked, compressed dataset (not readable as plain bytes): always through HDF5.
+  {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(file, 0);
+    const hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    const hsize_t n = dim, chunk = 16;
+    H5Pset_chunk(dcpl, 1, &chunk);
+    H5Pset_deflate(dcpl, 4);
+    const hid_t space = H5Screate_simple(1, &n, nullptr);
+    const hid_t dset = H5Dcreate2(file, "zipped.jpg/global_descriptor", H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT);
+    ASSERT_GE(dset, 0);
+    const std::vector<float> v = RandomUnitVector(dim, 7);
+    H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data());
+    H5Dclose(dset);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    H5Pclose(lcpl);
+    H5Fclose(file);
+    names.push_back("zipped.jpg");
+  }
+  auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kRead);
+  DescriptorBlock expected;
+  file->ReadBlock(names, 0, names.size(), &expected);
+  std::vector<DescriptorFile::Location> locations(names.size());
+  for (int pass = 0; pass < 3; ++pass) {
+    DescriptorBlock got(static_cast<Eigen::Index>(names.size()), dim);
+    // In two calls (rows 0-2 and 3-6), as a streamed search reads blocks.
+    file->ReadBlockLocated(names, 0, 3, dim, names[0], &locations, got.data());
+    file->ReadBlockLocated(names, 3, names.size(), dim, names[0], &locations, got.row(3).data());
+    EXPECT_EQ(got, expected) << "pass " << pass;
+  }
+  for (size_t i = 0; i + 1 < names.size(); ++i) {
+    EXPECT_GE(locations[i].offset, 0) << names[i];
+    EXPECT_EQ(locations[i].dim, dim);
+    EXPECT_EQ(locations[i].element_size, i % 2 ? 4 : 2);
+  }
+  EXPECT_EQ(locations.back().offset, DescriptorFile::Location::kThroughHdf5);
+
+  // The bytes are what h5py's reader sees: a NaN written into them is refused on the next pass.
+  {
+    const int fd = ::open(path.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    const uint16_t nan_half = 0x7e00;
+    ASSERT_EQ(::pwrite(fd, &nan_half, 2, locations[2].offset + 2 * 5), 2);
+    ::close(fd);
+  }
+  std::vector<float> rows(names.size() * dim);
+  ExpectThrowWith([&] { file->ReadBlockLocated(names, 0, 3, dim, names[0], &locations, rows.data()); },
+                  "'img2.jpg'", "NaN or infinite values (first at index 5)");
+  // Another expected dimension: the image and the reference are named.
+  ExpectThrowWith([&] { file->ReadBlockLocated(names, 1, 2, dim + 1, "ref.jpg", &locations, rows.data()); },
+                  "'img1.jpg'", "differs from 41, the dimension of 'ref.jpg'");
+  // A file cut short after it was opened: a clear error naming the image, not garbage.
+  ASSERT_EQ(::truncate(path.c_str(), locations[4].offset + 10), 0);
+  ExpectThrowWith([&] { file->ReadBlockLocated(names, 4, 5, dim, names[0], &locations, rows.data()); },
+                  "'img4.jpg'", "truncated or corrupt file");
+}
+
+// A file replaced under the reader's path: direct reads are not used (values still from the open file).
+TEST(DescriptorStore, LocatedReadsFollowTheOpenFileNotThePath) {
+  const std::string dir = TempDir();
+  const std::string path = JoinPaths(dir, "first.h5");
+  const std::string other = JoinPaths(dir, "second.h5");
+  const std::vector<float> a = RandomUnitVector(16, 1), b = RandomUnitVector(16, 2);
+  {
+    auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kCreate);
+    file->Write("x.jpg", a.data(), 16, 1, 1, DescriptorDtype::kFloat32);
+  }
+  {
+    auto file = DescriptorFile::Open(other, DescriptorFile::Mode::kCreate);
+    file->Write("x.jpg", b.data(), 16, 1, 1, DescriptorDtype::kFloat32);
+  }
+  auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kRead);
+  ASSERT_EQ(std::rename(other.c_str(), path.c_str()), 0);
+  const std::vector<std::string> names = {"x.jpg"};
+  std::vector<DescriptorFile::Location> locations(1);
+  std::vector<float> row(16);
+  for (int pass = 0; pass < 2; ++pass) {
+    file->ReadBlockLocated(names, 0, 1, 16, "x.jpg", &locations, row.data());
+    EXPECT_EQ(row, a) << "pass " << pass;
+  }
 }
 
 TEST(DescriptorStore, NamesHasOverwriteDelete) {

@@ -115,5 +115,51 @@ TEST(H5pyInterop, TheCheckFailsOnAWrongExpectation) {
   EXPECT_NE(RunPythonCheck(dir, path, dir + "/expected.txt"), 0);
 }
 
+// Files written the way hloc writes them (h5py, create_dataset per image, default and "latest" format)
+// are read by direct byte reads after the first pass (ReadBlockLocated), with the values of H5Dread.
+TEST(H5pyInterop, HlocWrittenFilesAreReadDirectly) {
+  if (!HavePythonH5py()) {
+    GTEST_SKIP() << "python3-h5py is not installed (scripts/install_deps.sh installs it)";
+  }
+  const std::string dir = testing::TempDir();
+  std::ofstream(dir + "/write.py") << R"PY(
+import sys, h5py, numpy as np
+rng = np.random.default_rng(3)
+for libver, path in (("earliest", sys.argv[1]), ("latest", sys.argv[2])):
+    with h5py.File(path, "w", libver=libver) as fd:
+        for i in range(12):
+            name = ("seq%d/" % (i % 3)) + "img%02d.jpg" % i
+            v = rng.standard_normal(300).astype(np.float32)
+            v /= np.linalg.norm(v)
+            grp = fd.create_group(name)
+            grp.create_dataset("global_descriptor", data=v.astype(np.float16) if i % 4 else v)
+            grp.create_dataset("image_size", data=np.array([640, 480]))
+)PY";
+  const std::string earliest = dir + "/earliest.h5", latest = dir + "/latest.h5";
+  ASSERT_EQ(testing::RunShell(std::string(kPython) + " " + dir + "/write.py " + earliest + " " + latest +
+                              " > " + dir + "/python.log 2>&1"),
+            0)
+      << ReadFileToString(dir + "/python.log");
+  for (const std::string& path : {earliest, latest}) {
+    auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kRead);
+    const std::vector<std::string> names = file->ListDescriptorNames();
+    ASSERT_EQ(names.size(), 12u);
+    DescriptorBlock expected;
+    file->ReadBlock(names, 0, names.size(), &expected);
+    std::vector<DescriptorFile::Location> locations(names.size());
+    for (int pass = 0; pass < 2; ++pass) {
+      DescriptorBlock got(12, 300);
+      file->ReadBlockLocated(names, 0, names.size(), 300, names[0], &locations, got.data());
+      EXPECT_EQ(got, expected) << path << " pass " << pass;
+    }
+    int float32 = 0;
+    for (const auto& location : locations) {
+      EXPECT_GE(location.offset, 0) << path;
+      float32 += location.element_size == 4 ? 1 : 0;
+    }
+    EXPECT_EQ(float32, 3) << path;
+  }
+}
+
 }  // namespace
 }  // namespace megaloc

@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <climits>
@@ -210,6 +211,35 @@ float HalfToFloat(uint16_t bits) {
   return value;
 }
 
+namespace {
+
+__attribute__((target("avx,f16c"))) void HalfToFloatRowF16c(const uint16_t* in, float* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; ++i) out[i] = HalfToFloat(in[i]);
+}
+
+bool CpuHasF16c() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  }();
+  return has;
+}
+
+}  // namespace
+
+void HalfToFloatRow(const uint16_t* in, float* out, size_t n) {
+  if (CpuHasF16c()) {
+    HalfToFloatRowF16c(in, out, n);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) out[i] = HalfToFloat(in[i]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // DescriptorFile
 
@@ -373,6 +403,11 @@ void DescriptorFile::OpenHandle(bool create) {
   }
   file_id_ = H5Fopen(file_path_.c_str(), mode_ == Mode::kRead ? H5F_ACC_RDONLY : H5F_ACC_RDWR,
                      fapl.get());
+  struct stat st;
+  if (file_id_ >= 0 && stat(file_path_.c_str(), &st) == 0) {
+    file_device_ = static_cast<uint64_t>(st.st_dev);
+    file_inode_ = static_cast<uint64_t>(st.st_ino);
+  }
 
   if (file_id_ < 0) {
     if (mode_ != Mode::kRead && access(file_path_.c_str(), W_OK) != 0) {
@@ -386,6 +421,11 @@ void DescriptorFile::OpenHandle(bool create) {
 }
 
 void DescriptorFile::CloseHandle() noexcept {
+  if (raw_fd_ >= 0) {
+    ::close(raw_fd_);
+    raw_fd_ = -1;
+  }
+  raw_state_ = -1;
   if (file_id_ >= 0) {
     if (mode_ != Mode::kRead) H5Fflush(file_id_, H5F_SCOPE_GLOBAL);
     H5Fclose(file_id_);
@@ -624,14 +664,52 @@ DescriptorDtype DescriptorFile::Dtype(const std::string& name) const {
 
 namespace {
 
+// Byte offset of a dataset's values when they are one contiguous run of IEEE little-endian
+// float16/float32 values that a plain read returns exactly as H5Dread would; -1 otherwise (chunked,
+// compact, external or not allocated storage, another byte order or float layout).
+int64_t ContiguousLittleEndianOffset(hid_t dataset, const DatasetInfo& info) {
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+  (void)dataset;
+  (void)info;
+  return -1;
+#else
+  Handle plist(H5Dget_create_plist(dataset), H5Pclose);
+  if (!plist.valid() || H5Pget_layout(plist.get()) != H5D_CONTIGUOUS ||
+      H5Pget_external_count(plist.get()) != 0 || H5Pget_nfilters(plist.get()) != 0) {
+    return -1;
+  }
+  Handle type(H5Dget_type(dataset), H5Tclose);
+  if (!type.valid() || H5Tget_order(type.get()) != H5T_ORDER_LE || H5Tget_offset(type.get()) != 0 ||
+      H5Tget_precision(type.get()) != 8 * info.size) {
+    return -1;
+  }
+  if (info.size == 4 && H5Tequal(type.get(), H5T_IEEE_F32LE) <= 0) return -1;
+  // float16: InspectDescriptor checked the IEEE binary16 fields and bias.
+  if (H5Dget_storage_size(dataset) != info.length * info.size) return -1;
+  const haddr_t offset = H5Dget_offset(dataset);
+  if (offset == HADDR_UNDEF || offset > static_cast<haddr_t>(INT64_MAX / 2)) return -1;
+  return static_cast<int64_t>(offset);
+#endif
+}
+
 // Reads one descriptor either as float (out_float) or as half bits (out_half); `expected_dim` < 0
 // accepts any length and returns it, else it is the dimension of the image `reference`.
 int ReadOne(hid_t file, hid_t half_type, const std::string& path, const std::string& name,
             int expected_dim, const std::string& reference, float* out_float, uint16_t* out_half,
-            std::vector<uint16_t>* half_scratch, std::vector<float>* float_scratch) {
+            std::vector<uint16_t>* half_scratch, std::vector<float>* float_scratch,
+            DescriptorFile::Location* location = nullptr) {
   hid_t dataset_id;
   const DatasetInfo info = InspectDescriptor(file, path, name, &dataset_id);
   Handle dataset(dataset_id, H5Dclose);
+  if (location != nullptr) {
+    location->offset = DescriptorFile::Location::kThroughHdf5;
+    location->dim = static_cast<int32_t>(info.length);
+    location->element_size = static_cast<int32_t>(info.size);
+    if (info.size == 2 || info.size == 4) {
+      const int64_t offset = ContiguousLittleEndianOffset(dataset.get(), info);
+      if (offset >= 0) location->offset = offset;
+    }
+  }
   const int dim = static_cast<int>(info.length);  // <= kMaxDescriptorDim
   if (expected_dim >= 0 && dim != expected_dim) {
     std::ostringstream what;
@@ -720,6 +798,92 @@ void DescriptorFile::ReadBlockHalf(const std::vector<std::string>& names, size_t
   for (size_t i = begin; i < end; ++i) {
     ReadOne(file_id_, half_type_, path_, names[i], *dim, names[begin], nullptr,
             out->data() + (i - begin) * static_cast<size_t>(*dim), &half_scratch, &float_scratch);
+  }
+}
+
+bool DescriptorFile::RawReadsPossible() const {
+  if (raw_state_ >= 0) return raw_state_ == 1;
+  raw_state_ = 0;
+  if (mode_ != Mode::kRead || file_id_ < 0 || file_inode_ == 0) return false;
+  // Offsets are relative to the HDF5 base address: files with a user block are read through HDF5.
+  Handle fcpl(H5Fget_create_plist(file_id_), H5Pclose);
+  hsize_t userblock = 1;
+  if (!fcpl.valid() || H5Pget_userblock(fcpl.get(), &userblock) < 0 || userblock != 0) return false;
+  const int fd = ::open(file_path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_dev) != file_device_ ||
+      static_cast<uint64_t>(st.st_ino) != file_inode_) {
+    ::close(fd);  // the path names another file now
+    return false;
+  }
+  raw_fd_ = fd;
+  raw_state_ = 1;
+  return true;
+}
+
+void DescriptorFile::ReadBlockLocated(const std::vector<std::string>& names, size_t begin, size_t end,
+                                      int dim, const std::string& reference,
+                                      std::vector<Location>* locations, float* out) const {
+  MEGALOC_CHECK(begin <= end && end <= names.size());
+  MEGALOC_CHECK_EQ(locations->size(), names.size());
+  MEGALOC_CHECK_GT(dim, 0);
+  const bool raw = RawReadsPossible();
+  std::vector<uint16_t> half_scratch;
+  std::vector<float> float_scratch;
+  for (size_t i = begin; i < end; ++i) {
+    Location& location = (*locations)[i];
+    float* row = out + (i - begin) * static_cast<size_t>(dim);
+    if (!raw || location.offset < 0) {
+      const bool locate = raw && location.offset == Location::kUnlocated;
+      ReadOne(file_id_, half_type_, path_, names[i], dim, reference, row, nullptr, &half_scratch,
+              &float_scratch, locate ? &location : nullptr);
+      continue;
+    }
+    if (location.dim != dim) {
+      std::ostringstream what;
+      what << "descriptor dimension " << location.dim << " differs from " << dim << ", the dimension of '"
+           << reference << "' (all images must have the same dimension)";
+      MEGALOC_THROW(FormatError, FormatTypeError(path_, names[i], what.str()));
+    }
+    const size_t bytes = static_cast<size_t>(location.dim) * location.element_size;
+    char* target = location.element_size == 4 ? reinterpret_cast<char*>(row) : nullptr;
+    if (target == nullptr) {
+      half_scratch.resize(location.dim);
+      target = reinterpret_cast<char*>(half_scratch.data());
+    }
+    size_t done = 0;
+    while (done < bytes) {
+      const ssize_t got = ::pread(raw_fd_, target + done, bytes - done, location.offset + done);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        MEGALOC_THROW(FormatError, FormatTypeError(path_, names[i], got < 0 ? std::string("cannot read 'global_descriptor': ") + std::strerror(errno)
+                                                                         : std::string("cannot read 'global_descriptor' (truncated or corrupt file?)")));
+      }
+      done += static_cast<size_t>(got);
+    }
+    int bad = -1;
+    if (location.element_size == 2) {
+      for (int d = 0; d < location.dim; ++d) {
+        if ((half_scratch[d] & 0x7c00u) == 0x7c00u) {
+          bad = d;
+          break;
+        }
+      }
+      if (bad < 0) HalfToFloatRow(half_scratch.data(), row, location.dim);
+    } else {
+      for (int d = 0; d < location.dim; ++d) {
+        if (!std::isfinite(row[d])) {
+          bad = d;
+          break;
+        }
+      }
+    }
+    if (bad >= 0) {
+      std::ostringstream what;
+      what << "'global_descriptor' holds NaN or infinite values (first at index " << bad << ")";
+      MEGALOC_THROW(FormatError, FormatTypeError(path_, names[i], what.str()));
+    }
   }
 }
 

@@ -55,6 +55,8 @@ DescriptorDtype ParseDescriptorDtype(const std::string& text);
 // astype(float16)), handles subnormals, overflows to +-inf and keeps NaN a NaN. HalfToFloat is exact.
 uint16_t FloatToHalf(float value);
 float HalfToFloat(uint16_t bits);
+// HalfToFloat over n values (F16C instructions where the CPU has them, detected at run time).
+void HalfToFloatRow(const uint16_t* in, float* out, size_t n);
 
 // Names of the provenance attributes (variable-length UTF-8 strings on the root group).
 constexpr const char* kAttrModel = "megaloc_model";              // e.g. "MegaLoc"
@@ -135,6 +137,27 @@ class DescriptorFile {
   // rounded with FloatToHalf). Half the memory of ReadBlock; convert rows with HalfToFloat.
   void ReadBlockHalf(const std::vector<std::string>& names, size_t begin, size_t end,
                      std::vector<uint16_t>* out, int* dim) const;
+  // Where one descriptor's values lie in the file, so that repeated reads of the same images (the
+  // streamed retrieval reads its database once per block row) skip HDF5. Kept by the caller, one
+  // per name, starting unlocated; ReadBlockLocated fills them.
+  struct Location {
+    static constexpr int64_t kUnlocated = -2;   // not read yet
+    static constexpr int64_t kThroughHdf5 = -1;  // read with HDF5 every time
+    int64_t offset = kUnlocated;  // else: byte offset of the contiguous little-endian values
+    int32_t dim = 0;
+    int32_t element_size = 0;  // 2 (float16) or 4 (float32)
+  };
+  // ReadBlock into `out` (row-major, (end - begin) x dim) using `locations` (locations->size() ==
+  // names.size()). The first read of a name goes through HDF5 (every check of ReadBlock) and records
+  // where its values lie when a plain read of bytes gives the same values: a file opened kRead,
+  // without a user block, and a contiguous dataset with IEEE little-endian float16/float32 values
+  // (hloc's and h5py's layout). Later reads of such a name read its bytes directly (pread), with the
+  // same value checks (NaN/infinity refused) and a FormatError naming the image when the bytes are
+  // missing (truncated file). Every descriptor must have `dim` values (FormatError naming the image
+  // and `reference`, whose dimension `dim` is, otherwise).
+  void ReadBlockLocated(const std::vector<std::string>& names, size_t begin, size_t end, int dim,
+                        const std::string& reference, std::vector<Location>* locations,
+                        float* out) const;
   // /<name>/image_size as (width, height). FormatError if missing or not 2 integers.
   std::pair<int64_t, int64_t> ImageSize(const std::string& name) const;
 
@@ -185,6 +208,14 @@ class DescriptorFile {
   int64_t file_id_ = -1;  // hid_t
   int64_t half_type_ = -1;  // hid_t of the h5py half type
   mutable bool links_checked_ = false;  // CheckLinks ran on this open file (ListNames)
+  // ReadBlockLocated: a read-only descriptor of the file for pread (-1: not opened yet), whether
+  // direct reads are possible at all (-1: not decided yet, 0: no, 1: yes), and the file's identity
+  // when HDF5 opened it (direct reads stop if the path now names another file).
+  mutable int raw_fd_ = -1;
+  mutable int raw_state_ = -1;
+  uint64_t file_device_ = 0;
+  uint64_t file_inode_ = 0;
+  bool RawReadsPossible() const;
 };
 
 // The one provenance check of descriptor caches (extract appending to a file, colmap_matcher's and

@@ -269,21 +269,15 @@ HdfDescriptorSource::HdfDescriptorSource(std::vector<const DescriptorFile*> file
 
 void HdfDescriptorSource::ReadRows(int64_t begin, int64_t count, float* out) const {
   MEGALOC_CHECK(begin >= 0 && count >= 0 && begin + count <= NumRows());
-  DescriptorBlock block;
+  if (locations_.size() != names_.size()) locations_.assign(names_.size(), DescriptorFile::Location());
   int64_t row = begin;
   const int64_t end = begin + count;
   while (row < end) {
     const int f = file_index_[row];
     int64_t stop = row + 1;
-    while (stop < end && stop - row < kHdfReadChunk && file_index_[stop] == f) ++stop;
-    files_[f]->ReadBlock(names_, static_cast<size_t>(row), static_cast<size_t>(stop), &block);
-    if (block.cols() != dim_) {
-      MEGALOC_THROW(FormatError, files_[f]->Path()
-                                     << ": global descriptor of '" << names_[row] << "' (or a later image) has "
-                                     << block.cols() << " dimensions, expected " << dim_
-                                     << " (from '" << names_[0] << "')");
-    }
-    std::memcpy(out + (row - begin) * dim_, block.data(), sizeof(float) * (stop - row) * dim_);
+    while (stop < end && file_index_[stop] == f) ++stop;
+    files_[f]->ReadBlockLocated(names_, static_cast<size_t>(row), static_cast<size_t>(stop), dim_,
+                                names_[0], &locations_, out + (row - begin) * dim_);
     row = stop;
   }
 }
@@ -309,10 +303,7 @@ HalfMatrixSource::HalfMatrixSource(std::vector<uint16_t> data, int64_t num_rows,
 
 void HalfMatrixSource::ReadRows(int64_t begin, int64_t count, float* out) const {
   MEGALOC_CHECK(begin >= 0 && count >= 0 && begin + count <= num_rows_);
-  const float* table = HalfTable().data();
-  const uint16_t* in = data_.data() + begin * dim_;
-  const int64_t n = count * dim_;
-  for (int64_t i = 0; i < n; ++i) out[i] = table[in[i]];
+  HalfToFloatRow(data_.data() + begin * dim_, out, static_cast<size_t>(count * dim_));
 }
 
 std::unique_ptr<HalfMatrixSource> HalfMatrixSource::FromHdf(const HdfDescriptorSource& source) {

@@ -28,13 +28,13 @@
 #include <string>
 #include <vector>
 
+#include "megaloc/io/descriptor_store.h"
 #include "megaloc/retrieval/pair_graph.h"
 #include "megaloc/retrieval/pairs_io.h"
 #include "megaloc/retrieval/search.h"
 
 namespace megaloc {
 
-class DescriptorFile;
 class PositionPriors;
 
 struct PairsFromRetrievalOptions {
@@ -150,6 +150,9 @@ class HdfDescriptorSource : public DescriptorSource {
   std::vector<std::string> names_;
   std::vector<int> file_index_;
   int dim_ = 0;
+  // Where each row's values lie (DescriptorFile::ReadBlockLocated): the first pass over the
+  // database reads through HDF5, later passes read the bytes directly.
+  mutable std::vector<DescriptorFile::Location> locations_;
 };
 
 // Descriptors held in RAM as IEEE binary16 bit patterns (row-major), converted to float32 per block.
