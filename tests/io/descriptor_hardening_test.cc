@@ -159,6 +159,60 @@ TEST(DescriptorHardening, ProbeLetsGoodFilesThrough) {
   EXPECT_EQ(appended->ListNames().size(), 3u);
 }
 
+// The probe child hands its listing and the descriptors' locations to the reader: the same names and
+// values as a walk of the file, no walk; writers and files with bad datasets walk the file themselves.
+TEST(DescriptorHardening, ProbeStructureStandsInForTheWalk) {
+  const std::string path = JoinPaths(TempDir(), "structure.h5");
+  {
+    auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kCreate);
+    file->Write("a.jpg", Ramp(1024, 0.1f).data(), 1024, 1, 1);
+    file->Write("seq/b.jpg", Ramp(1024, 0.3f).data(), 1024, 1, 1, DescriptorDtype::kFloat32);
+  }
+  WriteSparseDescriptor(path, "chunked.jpg", {1024});  // chunked storage: read through HDF5
+  std::vector<std::string> walked_names, walked_descriptors;
+  DescriptorBlock walked;
+  {
+    auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kRead);
+    EXPECT_FALSE(file->UsesProbedStructure());
+    walked_names = file->ListNames();
+    walked_descriptors = file->ListDescriptorNames();
+    file->ReadBlock(walked_descriptors, 0, walked_descriptors.size(), &walked);
+  }
+  ASSERT_EQ(walked_descriptors, (std::vector<std::string>{"a.jpg", "chunked.jpg", "seq/b.jpg"}));
+  const ProbeScope probe(5.0);
+  {
+    auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kRead);
+    EXPECT_TRUE(file->UsesProbedStructure());
+    EXPECT_EQ(file->ListNames(), walked_names);
+    EXPECT_EQ(file->ListDescriptorNames(), walked_descriptors);
+    std::vector<DescriptorFile::Location> locations(walked_descriptors.size());
+    for (int pass = 0; pass < 2; ++pass) {
+      DescriptorBlock got(3, 1024);
+      file->ReadBlockLocated(walked_descriptors, 0, 3, 1024, "a.jpg", &locations, got.data());
+      EXPECT_EQ(got, walked) << "pass " << pass;
+    }
+    EXPECT_GE(locations[0].offset, 0);
+    EXPECT_EQ(locations[1].offset, DescriptorFile::Location::kThroughHdf5);
+    EXPECT_GE(locations[2].offset, 0);
+    EXPECT_EQ(locations[2].element_size, 4);
+  }
+  {
+    auto file = DescriptorFile::Open(path, DescriptorFile::Mode::kAppend);
+    EXPECT_FALSE(file->UsesProbedStructure());
+  }
+  // A bad dataset stops the child's structure; the error is met here, naming the image.
+  const std::string bad = JoinPaths(TempDir(), "bad_structure.h5");
+  {
+    auto file = DescriptorFile::Open(bad, DescriptorFile::Mode::kCreate);
+    file->Write("a.jpg", Ramp(1024, 0.1f).data(), 1024, 1, 1);
+  }
+  WriteSparseDescriptor(bad, "rank2.jpg", {2, 1024});
+  auto file = DescriptorFile::Open(bad, DescriptorFile::Mode::kRead);
+  EXPECT_FALSE(file->UsesProbedStructure());
+  EXPECT_EQ(file->ListDescriptorNames(), (std::vector<std::string>{"a.jpg", "rank2.jpg"}));
+  ExpectError<FormatError>([&] { file->Dim("rank2.jpg"); }, {bad, "'rank2.jpg'", "shape (D,)"});
+}
+
 TEST(DescriptorHardening, HugeDatasetSizesAreRefusedBeforeAllocating) {
   const std::string path = JoinPaths(TempDir(), "huge.h5");
   WriteSparseDescriptor(path, "huge32.jpg", {(hsize_t{1} << 32) + 48});

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <immintrin.h>
@@ -280,13 +281,54 @@ void SetDescriptorFileProbe(const DescriptorFileProbeOptions& options) {
 
 DescriptorFileProbeOptions GetDescriptorFileProbe() { return g_probe_options; }
 
-void DescriptorFile::ProbeInChild(const std::string& path, const std::string& file_path) {
-  if (!g_probe_options.enabled) return;
+struct DescriptorFile::ProbedStructure {
+  std::vector<std::string> groups;  // sorted, unique
+  std::vector<uint8_t> bits;        // Inventory bits of each group
+  std::vector<Location> locations;  // of each group's global_descriptor (kUnlocated: none)
+};
+
+namespace {
+
+// The probe's structure, as the child writes it to a memory file: "MLPS", the count, then per group
+// its name (length + bytes), bits, offset, dim, element size; "DONE" last (a child that stopped
+// early leaves no "DONE", and its structure is not used).
+void AppendBytes(std::string* out, const void* data, size_t n) { out->append(static_cast<const char*>(data), n); }
+
+bool ReadAllFromStart(int fd, std::string* out) {
+  if (lseek(fd, 0, SEEK_SET) != 0) return false;
+  char buffer[1 << 16];
+  while (true) {
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) return true;
+    out->append(buffer, static_cast<size_t>(n));
+  }
+}
+
+template <typename T>
+bool Take(const std::string& in, size_t* pos, T* value) {
+  if (in.size() - *pos < sizeof(T)) return false;
+  std::memcpy(value, in.data() + *pos, sizeof(T));
+  *pos += sizeof(T);
+  return true;
+}
+
+}  // namespace
+
+std::shared_ptr<const DescriptorFile::ProbedStructure> DescriptorFile::ProbeInChild(
+    const std::string& path, const std::string& file_path, std::string* identity) {
+  if (!g_probe_options.enabled) return nullptr;
   struct stat st;
-  if (stat(file_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;  // Open reports it
+  if (stat(file_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return nullptr;  // Open reports it
   const auto key = std::make_tuple(st.st_dev, st.st_ino, st.st_size,
                                    int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec);
-  if (ProbedFiles().count(key) != 0) return;
+  std::ostringstream id;
+  id << std::get<0>(key) << ":" << std::get<1>(key) << ":" << std::get<2>(key) << ":" << std::get<3>(key);
+  *identity = id.str();
+  if (ProbedFiles().count(key) != 0) return nullptr;
+  // The child writes the structure it read into a memory file the parent reads afterwards.
+  const int memory_fd = memfd_create("megaloc-probe", MFD_CLOEXEC);
   IsolatedCallOptions options;
   options.stall_seconds = g_probe_options.stall_seconds;
   const IsolatedCallResult result = RunIsolated(
@@ -295,17 +337,11 @@ void DescriptorFile::ProbeInChild(const std::string& path, const std::string& fi
         g_probe_progress = &progress;
         auto file = Open(path, Mode::kRead);
         progress();
-        const std::vector<std::string> names = file->ListDescriptorNames();
-        progress();
-        file->Attributes();
-        progress();
-        for (const std::string& name : names) {
-          file->Dim(name);  // the dataset's header: type and shape
-          ProbeTick();
-        }
+        ProbeStructure(file.get(), memory_fd);
       },
       options);
   if (!result.ok()) {
+    if (memory_fd >= 0) ::close(memory_fd);
     const std::string detail =
         result.stderr_tail.empty() ? "" : " (it wrote: " + EscapeForMessage(result.stderr_tail, 300) + ")";
     MEGALOC_THROW(FormatError, path << ": corrupt HDF5 file: libhdf5 " << result.Describe()
@@ -313,6 +349,39 @@ void DescriptorFile::ProbeInChild(const std::string& path, const std::string& fi
                                     << detail << "; the file was not opened here");
   }
   ProbedFiles().insert(key);
+  if (memory_fd < 0) return nullptr;
+  std::string data;
+  const bool read_ok = ReadAllFromStart(memory_fd, &data);
+  ::close(memory_fd);
+  if (!read_ok || data.size() < 16 || data.compare(0, 4, "MLPS") != 0 ||
+      data.compare(data.size() - 4, 4, "DONE") != 0) {
+    return nullptr;  // the child met an error (thrown again in this process) or wrote nothing
+  }
+  auto structure = std::make_shared<ProbedStructure>();
+  size_t pos = 4;
+  uint64_t count = 0;
+  if (!Take(data, &pos, &count) || count > data.size()) return nullptr;
+  structure->groups.reserve(count);
+  structure->bits.reserve(count);
+  structure->locations.reserve(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    uint32_t length = 0;
+    if (!Take(data, &pos, &length) || data.size() - pos < length) return nullptr;
+    structure->groups.emplace_back(data, pos, length);
+    pos += length;
+    uint8_t bits = 0;
+    Location location;
+    if (!Take(data, &pos, &bits) || !Take(data, &pos, &location.offset) || !Take(data, &pos, &location.dim) ||
+        !Take(data, &pos, &location.element_size)) {
+      return nullptr;
+    }
+    structure->bits.push_back(bits);
+    structure->locations.push_back(location);
+  }
+  if (pos + 4 != data.size() || !std::is_sorted(structure->groups.begin(), structure->groups.end())) {
+    return nullptr;
+  }
+  return structure;
 }
 
 std::unique_ptr<DescriptorFile> DescriptorFile::Open(const std::string& path, Mode mode) {
@@ -342,9 +411,22 @@ std::unique_ptr<DescriptorFile> DescriptorFile::Open(const std::string& path, Mo
   if (mode == Mode::kRead && !exists) {
     MEGALOC_THROW(IoError, path << ": no such descriptor file");
   }
-  if (exists) ProbeInChild(path, real);
+  std::string identity;
+  std::shared_ptr<const ProbedStructure> probed;
+  if (exists) probed = ProbeInChild(path, real, &identity);
   file->half_type_ = MakeHalfType();
   file->OpenHandle(mode == Mode::kCreate || (mode == Mode::kAppend && !exists));
+  // The probe's structure describes the file HDF5 opened only if it is still the same, unchanged file.
+  struct stat st;
+  if (probed != nullptr && mode == Mode::kRead && stat(real.c_str(), &st) == 0) {
+    std::ostringstream id;
+    id << st.st_dev << ":" << st.st_ino << ":" << st.st_size << ":"
+       << int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+    if (id.str() == identity && static_cast<uint64_t>(st.st_ino) == file->file_inode_) {
+      file->probed_ = std::move(probed);
+      file->links_checked_ = true;
+    }
+  }
   if (mode == Mode::kAppend && exists) file->RepairIncompleteGroups();
   return file;
 }
@@ -547,6 +629,7 @@ Inventory CheckedInventory(hid_t file, const std::string& path, bool* links_chec
 }  // namespace
 
 std::vector<std::string> DescriptorFile::ListNames() const {
+  if (probed_ != nullptr) return probed_->groups;
   std::vector<std::string> names;
   for (const auto& [group, bits] : CheckedInventory(file_id_, path_, &links_checked_).groups) names.push_back(group);
   return names;  // std::map: sorted, unique
@@ -554,6 +637,12 @@ std::vector<std::string> DescriptorFile::ListNames() const {
 
 std::vector<std::string> DescriptorFile::ListDescriptorNames() const {
   std::vector<std::string> names;
+  if (probed_ != nullptr) {
+    for (size_t i = 0; i < probed_->groups.size(); ++i) {
+      if (probed_->bits[i] & 1u) names.push_back(probed_->groups[i]);
+    }
+    return names;
+  }
   for (const auto& [group, bits] : CheckedInventory(file_id_, path_, &links_checked_).groups) {
     if (bits & 1u) names.push_back(group);
   }
@@ -726,7 +815,7 @@ int ReadOne(hid_t file, hid_t half_type, const std::string& path, const std::str
     }
     status = H5Dread(dataset.get(), half_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, target);
     if (status >= 0 && out_float != nullptr) {
-      for (int i = 0; i < dim; ++i) out_float[i] = HalfToFloat(target[i]);
+      HalfToFloatRow(target, out_float, static_cast<size_t>(dim));
     }
   } else {
     float* target = out_float;
@@ -801,6 +890,55 @@ void DescriptorFile::ReadBlockHalf(const std::vector<std::string>& names, size_t
   }
 }
 
+void DescriptorFile::ProbeStructure(DescriptorFile* file, int fd) {
+  const Inventory inventory = CheckedInventory(file->file_id_, file->path_, &file->links_checked_);
+  ProbeTick();
+  file->Attributes();
+  std::string out = "MLPS";
+  const uint64_t count = inventory.groups.size();
+  AppendBytes(&out, &count, sizeof(count));
+  for (const auto& [group, bits] : inventory.groups) {
+    Location location;
+    if (bits & 1u) {  // the dataset's header: type and shape (FormatError for a bad one)
+      hid_t dataset;
+      const DatasetInfo info = InspectDescriptor(file->file_id_, file->path_, group, &dataset);
+      Handle handle(dataset, H5Dclose);
+      location.offset = Location::kThroughHdf5;
+      location.dim = static_cast<int32_t>(info.length);
+      location.element_size = static_cast<int32_t>(info.size);
+      if (info.size == 2 || info.size == 4) {
+        const int64_t offset = ContiguousLittleEndianOffset(dataset, info);
+        if (offset >= 0) location.offset = offset;
+      }
+      ProbeTick();
+    }
+    const uint32_t length = static_cast<uint32_t>(group.size());
+    const uint8_t bits8 = static_cast<uint8_t>(bits);
+    AppendBytes(&out, &length, sizeof(length));
+    out += group;
+    AppendBytes(&out, &bits8, sizeof(bits8));
+    AppendBytes(&out, &location.offset, sizeof(location.offset));
+    AppendBytes(&out, &location.dim, sizeof(location.dim));
+    AppendBytes(&out, &location.element_size, sizeof(location.element_size));
+  }
+  out += "DONE";
+  if (fd < 0) return;
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = write(fd, out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the parent walks the file itself
+    done += static_cast<size_t>(n);
+  }
+}
+
+int64_t DescriptorFile::ProbedIndex(const std::string& name) const {
+  if (probed_ == nullptr) return -1;
+  const auto it = std::lower_bound(probed_->groups.begin(), probed_->groups.end(), name);
+  if (it == probed_->groups.end() || *it != name) return -1;
+  return it - probed_->groups.begin();
+}
+
 bool DescriptorFile::RawReadsPossible() const {
   if (raw_state_ >= 0) return raw_state_ == 1;
   raw_state_ = 0;
@@ -834,6 +972,11 @@ void DescriptorFile::ReadBlockLocated(const std::vector<std::string>& names, siz
   for (size_t i = begin; i < end; ++i) {
     Location& location = (*locations)[i];
     float* row = out + (i - begin) * static_cast<size_t>(dim);
+    if (raw && location.offset == Location::kUnlocated) {
+      // Located by the probe child (which checked the dataset's type and shape).
+      const int64_t probed = ProbedIndex(names[i]);
+      if (probed >= 0 && probed_->locations[probed].offset >= 0) location = probed_->locations[probed];
+    }
     if (!raw || location.offset < 0) {
       const bool locate = raw && location.offset == Location::kUnlocated;
       ReadOne(file_id_, half_type_, path_, names[i], dim, reference, row, nullptr, &half_scratch,

@@ -158,6 +158,10 @@ class DescriptorFile {
   void ReadBlockLocated(const std::vector<std::string>& names, size_t begin, size_t end, int dim,
                         const std::string& reference, std::vector<Location>* locations,
                         float* out) const;
+  // True when the listing and the descriptors' locations came from the probe (a kRead file opened
+  // with the probe on, unchanged since the probe read it): ListNames and ReadBlockLocated then need
+  // no walk over the file and no HDF5 call per descriptor.
+  bool UsesProbedStructure() const { return probed_ != nullptr; }
   // /<name>/image_size as (width, height). FormatError if missing or not 2 integers.
   std::pair<int64_t, int64_t> ImageSize(const std::string& name) const;
 
@@ -198,7 +202,16 @@ class DescriptorFile {
  private:
   DescriptorFile(std::string path, Mode mode);
   // DescriptorFileProbeOptions: reads `path` (`file_path`: the file itself) in a child process.
-  static void ProbeInChild(const std::string& path, const std::string& file_path);
+  // The structure the probe child read: the file's groups (sorted) with their dataset bits, and
+  // where each descriptor's values lie. Used by a kRead file instead of walking the file again.
+  struct ProbedStructure;
+  // Returns the child's structure when it completed (nullptr if the probe is off, or the file was
+  // probed before in this process); `identity` gets the file's (device, inode, size, mtime).
+  static std::shared_ptr<const ProbedStructure> ProbeInChild(const std::string& path,
+                                                             const std::string& file_path,
+                                                             std::string* identity);
+  // The probe child's work: checks everything the probe checks and writes the structure to `fd`.
+  static void ProbeStructure(DescriptorFile* file, int fd);
   void OpenHandle(bool create);
   void CloseHandle() noexcept;
 
@@ -211,11 +224,14 @@ class DescriptorFile {
   // ReadBlockLocated: a read-only descriptor of the file for pread (-1: not opened yet), whether
   // direct reads are possible at all (-1: not decided yet, 0: no, 1: yes), and the file's identity
   // when HDF5 opened it (direct reads stop if the path now names another file).
+  std::shared_ptr<const ProbedStructure> probed_;
   mutable int raw_fd_ = -1;
   mutable int raw_state_ = -1;
   uint64_t file_device_ = 0;
   uint64_t file_inode_ = 0;
   bool RawReadsPossible() const;
+  // probed_'s entry of `name`, or -1.
+  int64_t ProbedIndex(const std::string& name) const;
 };
 
 // The one provenance check of descriptor caches (extract appending to a file, colmap_matcher's and

@@ -352,10 +352,20 @@ RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options,
   std::vector<int> db_files;
   for (const auto& path : db_paths) db_files.push_back(open(path));
 
+  // Each file is listed once (a walk over its structure unless the probe already did it).
+  std::vector<std::vector<std::string>> listed(owned.size());
+  std::vector<bool> is_listed(owned.size(), false);
+  auto names_of = [&](int f) -> const std::vector<std::string>& {
+    if (!is_listed[f]) {
+      listed[f] = owned[f]->ListNames();
+      is_listed[f] = true;
+    }
+    return listed[f];
+  };
   // Name -> file over the database files; the last file having a name wins (hloc).
   std::map<std::string, int> db_file_of_name;
   for (int f : db_files) {
-    for (const std::string& name : owned[f]->ListNames()) {
+    for (const std::string& name : names_of(f)) {
       auto [it, inserted] = db_file_of_name.emplace(name, f);
       if (!inserted && it->second != f) {
         ++stats.num_duplicate_db_names;
@@ -370,7 +380,7 @@ RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options,
   for (size_t i = 0; i < db_paths.size(); ++i) db_source_text += (i ? ", " : "") + db_paths[i];
 
   std::vector<std::string> query_names =
-      SelectNames(owned[query_file]->ListNames(), options.query_prefixes, options.query_list_path,
+      SelectNames(names_of(query_file), options.query_prefixes, options.query_list_path,
                   "query", options.descriptors_path);
   std::vector<std::string> db_names =
       SelectNames(db_all, options.db_prefixes, options.db_list_path, "database", db_source_text);
@@ -469,6 +479,12 @@ RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options,
     stats.graph.num_retrieval = static_cast<int64_t>(out.pairs.size());
   }
   stats.num_pairs = static_cast<int64_t>(out.pairs.size());
+  if (self_retrieval) {
+    // The queries are every image of the graph: those in no pair are its isolated images.
+    stats.num_queries_without_pairs = stats.graph.after.num_isolated;
+    stats.total_seconds = total_timer.ElapsedSeconds();
+    return out;
+  }
   std::set<std::string> with_pairs;
   for (const auto& p : out.pairs) with_pairs.insert(p.pair.name1);
   // With `unique`, a query whose pairs were all kept in the other orientation has none of its own;
