@@ -151,7 +151,7 @@ int RunExtract(int argc, char** argv) {
           summary << " (" << stats.num_skipped_existing << " already in the file)";
         }
         summary << " in " << FormatDuration(stats.seconds) << " (" << std::fixed
-                << std::setprecision(2) << stats.images_per_second << " img/s, peak RSS "
+                << std::setprecision(3) << stats.images_per_second << " img/s, peak RSS "
                 << stats.peak_rss_bytes / (1024 * 1024) << " MiB) -> " << options.output_path;
       }
       std::cerr << summary.str() << std::endl;

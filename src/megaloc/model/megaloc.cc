@@ -156,7 +156,10 @@ MegaLocModel::MegaLocModel(const ModelOptions& options) : impl_(std::make_unique
   }
   {
     torch::NoGradGuard no_grad;
-    impl_->net = MegaLocNet(impl_->config);
+    {
+      const SkipParameterInit skip;  // every parameter is replaced by the checkpoint's below
+      impl_->net = MegaLocNet(impl_->config);
+    }
     LoadStateDictStrict(*impl_->net, canonical, path, /*share_memory=*/true);
     canonical.clear();
     impl_->net->eval();

@@ -39,11 +39,36 @@ LayerScaleImpl::LayerScaleImpl(int64_t dim, double init_value) {
 
 torch::Tensor LayerScaleImpl::forward(const torch::Tensor& x) { return x * gamma; }
 
+namespace {
+thread_local bool g_skip_parameter_init = false;
+}  // namespace
+
+SkipParameterInit::SkipParameterInit() : previous_(g_skip_parameter_init) { g_skip_parameter_init = true; }
+SkipParameterInit::~SkipParameterInit() { g_skip_parameter_init = previous_; }
+
+DenseImpl::DenseImpl(int64_t in, int64_t out) : in_features(in), out_features(out) { reset(); }
+
+void DenseImpl::reset() {
+  weight = register_parameter("weight", torch::empty({out_features, in_features}));
+  bias = register_parameter("bias", torch::empty({out_features}));
+  if (!g_skip_parameter_init) reset_parameters();
+}
+
+void DenseImpl::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  const auto fans = torch::nn::init::_calculate_fan_in_and_fan_out(weight);
+  const double bound = 1.0 / std::sqrt(static_cast<double>(std::get<0>(fans)));
+  torch::nn::init::uniform_(bias, -bound, bound);
+}
+
+torch::Tensor DenseImpl::forward(const torch::Tensor& x) { return F::linear(x, weight, bias); }
+
 AttentionImpl::AttentionImpl(int64_t dim, int64_t heads) : num_heads(heads) {
   MEGALOC_CHECK_MSG(heads > 0 && dim % heads == 0,
                     "embed_dim " << dim << " is not divisible by num_heads " << heads);
-  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim)));
-  proj = register_module("proj", torch::nn::Linear(torch::nn::LinearOptions(dim, dim)));
+  qkv = register_module("qkv", Dense(dim, 3 * dim));
+  proj = register_module("proj", Dense(dim, dim));
 }
 
 bool HasFusedAttention() {
@@ -155,8 +180,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
 }
 
 MlpImpl::MlpImpl(int64_t dim, int64_t hidden_dim) {
-  fc1 = register_module("fc1", torch::nn::Linear(dim, hidden_dim));
-  fc2 = register_module("fc2", torch::nn::Linear(hidden_dim, dim));
+  fc1 = register_module("fc1", Dense(dim, hidden_dim));
+  fc2 = register_module("fc2", Dense(hidden_dim, dim));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
@@ -273,8 +298,7 @@ SaladImpl::SaladImpl(const NetConfig& cfg) : config(cfg) {
   dust_bin = register_parameter("dust_bin", torch::tensor(1.0f));
   token_features = register_module(
       "token_features",
-      torch::nn::Sequential(torch::nn::Linear(channels, hidden), torch::nn::ReLU(),
-                            torch::nn::Linear(hidden, config.token_dim)));
+      torch::nn::Sequential(Dense(channels, hidden), torch::nn::ReLU(), Dense(hidden, config.token_dim)));
   auto conv1x1 = [](int64_t in, int64_t out) {
     return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1).bias(true));
   };
@@ -377,7 +401,7 @@ torch::Tensor SaladImpl::forward(const torch::Tensor& x, const torch::Tensor& cl
 
 AggregatorImpl::AggregatorImpl(const NetConfig& config) {
   agg = register_module("agg", Salad(config));
-  linear = register_module("linear", torch::nn::Linear(config.SaladDim(), config.descriptor_dim));
+  linear = register_module("linear", Dense(config.SaladDim(), config.descriptor_dim));
 }
 
 torch::Tensor AggregatorImpl::forward(const torch::Tensor& feature_map, const torch::Tensor& cls,

@@ -180,8 +180,23 @@ int64_t CountNonFinite(const at::Tensor& tensor) {
   if (!at::isFloatingType(tensor.scalar_type())) return 0;
   if (tensor.scalar_type() == at::kFloat && tensor.is_contiguous() && tensor.device().is_cpu()) {
     const float* data = tensor.data_ptr<float>();
+    const int64_t n = tensor.numel();
     int64_t count = 0;
-    for (int64_t i = 0, n = tensor.numel(); i < n; ++i) count += !std::isfinite(data[i]);
+    int64_t i = 0;
+    // Blocks of 16 values tested with integer operations the compiler vectorises (an exponent of all
+    // ones is Inf or NaN); a block with a hit is counted exactly.
+    for (; i + 16 <= n; i += 16) {
+      uint32_t hits = 0;
+      for (int j = 0; j < 16; ++j) {
+        uint32_t bits;
+        std::memcpy(&bits, data + i + j, sizeof(bits));
+        hits |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+      }
+      if (hits != 0) {
+        for (int j = 0; j < 16; ++j) count += !std::isfinite(data[i + j]);
+      }
+    }
+    for (; i < n; ++i) count += !std::isfinite(data[i]);
     return count;
   }
   return at::isfinite(tensor).logical_not().sum().item<int64_t>();
@@ -792,7 +807,11 @@ ConversionStats ConvertMegaLocCheckpoint(const std::string& input_path,
       CanonicalizeMegaLocKeys(ReadTensorFile(input_path, &stats.input_format), input_path);
   if (num_heads <= 0) num_heads = ReadNumHeadsFromConfigJson(input_path);
   const NetConfig config = InferNetConfig(canonical, num_heads);
-  MegaLocNet net(config);
+  MegaLocNet net{nullptr};
+  {
+    const SkipParameterInit skip;  // replaced by the checkpoint's tensors below
+    net = MegaLocNet(config);
+  }
   LoadStateDictStrict(*net, canonical, input_path);
   const TensorMap state = NetStateDict(*net);
   WriteSafetensors(output_path, state);

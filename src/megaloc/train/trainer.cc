@@ -55,7 +55,7 @@ void RandomInitialize(MegaLocNetImpl& net, uint64_t seed) {
   torch::manual_seed(seed);
   // Re-run the default initialisers of Linear / Conv with the seed.
   for (auto& m : net.modules(/*include_self=*/false)) {
-    if (auto* l = m->as<torch::nn::LinearImpl>()) l->reset_parameters();
+    if (auto* l = m->as<DenseImpl>()) l->reset_parameters();
     if (auto* c = m->as<torch::nn::Conv2dImpl>()) c->reset_parameters();
   }
   net.backbone->cls_token.normal_(0.0, 0.02);

@@ -1,5 +1,8 @@
 #include "megaloc/util/sha256.h"
 
+#include <cpuid.h>
+#include <immintrin.h>
+
 #include <cstring>
 #include <fstream>
 #include <vector>
@@ -21,7 +24,66 @@ constexpr uint32_t kRoundConstants[64] = {
 
 inline uint32_t Rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
+// The x86 SHA extensions (SHA-NI: Intel since Ice Lake/Goldmont, AMD since Zen), with the SSSE3/SSE4.1
+// shuffles they need, usable by this process.
+bool CpuHasShaExtensions() {
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  const bool ssse3 = ecx & (1u << 9), sse41 = ecx & (1u << 19);
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  return ssse3 && sse41 && (ebx & (1u << 29));
+}
+
+bool g_use_sha_extensions = CpuHasShaExtensions();
+
+// `num_blocks` 64-byte blocks with SHA-NI. The instructions keep the state as (A, B, E, F) and
+// (C, D, G, H) and take the message schedule four words at a time (sha256msg1/msg2).
+__attribute__((target("sha,ssse3,sse4.1"))) void TransformBlocksSha(uint32_t state[8], const uint8_t* data,
+                                                                   size_t num_blocks) {
+  const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+  __m128i dcba = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state));
+  __m128i hgfe = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state + 4));
+  const __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+  const __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+  __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
+  __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+  for (size_t block = 0; block < num_blocks; ++block, data += 64) {
+    const __m128i abef_in = abef, cdgh_in = cdgh;
+    __m128i w[16];
+    for (int i = 0; i < 4; ++i) {
+      w[i] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(data + 16 * i)), byte_swap);
+    }
+    for (int i = 4; i < 16; ++i) {
+      const __m128i partial = _mm_add_epi32(_mm_sha256msg1_epu32(w[i - 4], w[i - 3]),
+                                            _mm_alignr_epi8(w[i - 1], w[i - 2], 4));
+      w[i] = _mm_sha256msg2_epu32(partial, w[i - 1]);
+    }
+    for (int i = 0; i < 16; ++i) {
+      const __m128i k = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kRoundConstants + 4 * i));
+      const __m128i wk = _mm_add_epi32(w[i], k);
+      cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
+      abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk, 0x0E));
+    }
+    abef = _mm_add_epi32(abef, abef_in);
+    cdgh = _mm_add_epi32(cdgh, cdgh_in);
+  }
+  const __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+  const __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+  dcba = _mm_blend_epi16(feba, dchg, 0xF0);
+  hgfe = _mm_alignr_epi8(dchg, feba, 8);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(state), dcba);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(state + 4), hgfe);
+}
+
 }  // namespace
+
+namespace internal {
+bool Sha256UsesShaExtensions() { return g_use_sha_extensions; }
+bool SetSha256ShaExtensions(bool enabled) {
+  g_use_sha_extensions = enabled && CpuHasShaExtensions();
+  return g_use_sha_extensions;
+}
+}  // namespace internal
 
 Sha256::Sha256() {
   const uint32_t init[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -30,6 +92,10 @@ Sha256::Sha256() {
 }
 
 void Sha256::Transform(const uint8_t* block) {
+  if (g_use_sha_extensions) {
+    TransformBlocksSha(state_, block, 1);
+    return;
+  }
   uint32_t w[64];
   for (int i = 0; i < 16; ++i) {
     w[i] = (uint32_t(block[4 * i]) << 24) | (uint32_t(block[4 * i + 1]) << 16) |
@@ -66,6 +132,13 @@ void Sha256::Update(const void* data, size_t size) {
   const uint8_t* bytes = static_cast<const uint8_t*>(data);
   bit_count_ += static_cast<uint64_t>(size) * 8;
   while (size > 0) {
+    if (buffer_size_ == 0 && size >= 64 && g_use_sha_extensions) {  // whole blocks, in place
+      const size_t num_blocks = size / 64;
+      TransformBlocksSha(state_, bytes, num_blocks);
+      bytes += 64 * num_blocks;
+      size -= 64 * num_blocks;
+      continue;
+    }
     const size_t take = std::min(size, 64 - buffer_size_);
     std::memcpy(buffer_ + buffer_size_, bytes, take);
     buffer_size_ += take;

@@ -28,4 +28,11 @@ std::string Sha256Hex(const void* data, size_t size);
 // Throws IoError if the file cannot be read.
 std::string Sha256File(const std::string& path);
 
+namespace internal {
+// Whether the x86 SHA extensions are used (detected at start-up). SetSha256ShaExtensions(false)
+// forces the portable code (tests compare both); returns whether they are used now.
+bool Sha256UsesShaExtensions();
+bool SetSha256ShaExtensions(bool enabled);
+}  // namespace internal
+
 }  // namespace megaloc
