@@ -138,10 +138,15 @@ MegaLocModel::MegaLocModel(const ModelOptions& options) : impl_(std::make_unique
     }
   }
   impl_->info.precision = impl_->options.use_bf16 ? "bf16" : "fp32";
-  const int threads = options.num_threads > 0
-                          ? options.num_threads
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = options.num_threads > 0 ? options.num_threads : UsableCores();
+  if (options.num_threads <= 0 && !impl_->device.is_cuda()) {
+    // The first window spans the loading below (single-threaded), so the first forward already
+    // runs with the cores the rest of the machine leaves free.
+    impl_->governor = std::make_unique<ThreadGovernor>(threads);
+    impl_->governor->Update();
+  }
   at::set_num_threads(threads);
+  impl_->threads = threads;
 
   const std::string& path = options.weights_path;
   WeightsFormat format = WeightsFormat::kSafetensors;
@@ -164,6 +169,18 @@ MegaLocModel::MegaLocModel(const ModelOptions& options) : impl_(std::make_unique
     canonical.clear();
     impl_->net->eval();
     impl_->net->to(impl_->device);
+    if (impl_->options.use_bf16) {
+      // Autocast runs every Linear in bf16 and rounds its fp32 weight and bias to bf16 at every
+      // forward (its cast cache lives for one autocast scope). Rounding them once here gives the
+      // same values (the same round-to-nearest-even cast) without 0.9 GB of conversions per image,
+      // and halves their memory. Everything else keeps its fp32 parameters.
+      for (const auto& module : impl_->net->modules(/*include_self=*/false)) {
+        if (auto* dense = module->as<DenseImpl>()) {
+          dense->weight.set_data(dense->weight.to(at::kBFloat16));
+          dense->bias.set_data(dense->bias.to(at::kBFloat16));
+        }
+      }
+    }
   }
 
   ModelInfo& info = impl_->info;
@@ -217,6 +234,15 @@ DescriptorMatrix MegaLocModel::Extract(const std::vector<const PreprocessedImage
   for (int64_t b = 0; b < batch; ++b) {
     std::memcpy(input[b].data_ptr<float>(), images[b]->data.data(),
                 images[b]->data.size() * sizeof(float));
+  }
+  if (impl_->governor != nullptr) {
+    const int threads = impl_->governor->Update();
+    if (threads != impl_->threads) {
+      MEGALOC_LOG(Debug) << "LibTorch threads " << impl_->threads << " -> " << threads << " (other processes used "
+                         << impl_->governor->OtherCores() << " cores)";
+      at::set_num_threads(threads);
+      impl_->threads = threads;
+    }
   }
   torch::Tensor output;
   {

@@ -105,7 +105,9 @@ struct ModelOptions {
   int num_heads = -1;
   // "cpu", "cuda", "cuda:N" or "auto" (CUDA when available, else CPU).
   std::string device = "cpu";
-  // Intra-op CPU threads; -1 = number of cores. Sets the process-wide LibTorch thread count.
+  // Intra-op CPU threads (the process-wide LibTorch thread count). -1: the cores this process may
+  // use, less those other processes keep busy, measured before every forward (ThreadGovernor,
+  // util/cpu_share.h): on a shared machine more threads than free cores stall at every barrier.
   int num_threads = -1;
   // Opt-in bfloat16 autocast for the transformer (CPU with AVX512-BF16 or AMX, or CUDA).
   // Descriptors differ from fp32 by a documented small amount (docs/performance.md). On a CPU

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "megaloc/model/megaloc.h"
+#include "megaloc/util/cpu_share.h"
 
 namespace megaloc {
 
@@ -278,6 +279,9 @@ struct MegaLocModel::Impl {
   ModelInfo info;
   ModelOptions options;
   ForwardOptions forward_options;
+  // num_threads -1 on the CPU: the thread count follows the cores other processes leave free.
+  std::unique_ptr<ThreadGovernor> governor;
+  int threads = 0;  // LibTorch's intra-op thread count now
 };
 
 }  // namespace megaloc

@@ -1,13 +1,21 @@
 #include "megaloc/util/logging.h"
 
 #include <atomic>
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 
 namespace megaloc {
 namespace {
 
-std::atomic<int> g_log_level{2};
+// MEGALOC_LOG_LEVEL=0..3 in the environment sets the starting level (default 2, info).
+int InitialLogLevel() {
+  const char* text = std::getenv("MEGALOC_LOG_LEVEL");
+  if (text == nullptr || text[0] < '0' || text[0] > '3' || text[1] != '\0') return 2;
+  return text[0] - '0';
+}
+
+std::atomic<int> g_log_level{InitialLogLevel()};
 std::mutex g_log_mutex;
 
 }  // namespace

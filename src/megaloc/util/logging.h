@@ -48,6 +48,7 @@ class InvalidArgument : public Error {
 };
 
 // Process-wide verbosity of MEGALOC_LOG: 0 = errors only, 1 = warnings, 2 = info (default), 3 = debug.
+// The environment variable MEGALOC_LOG_LEVEL (one digit 0-3) sets the starting level.
 void SetLogLevel(int level);
 int GetLogLevel();
 
