@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <unordered_set>
+#include <vector>
 
 #include <cblas.h>
 #include <dlfcn.h>
@@ -144,9 +145,18 @@ const GemmBackend& RetrievalGemm() {
     if (want_dnnl) {
       void* symbol = dlsym(RTLD_DEFAULT, "dnnl_sgemm");
       if (symbol == nullptr) {
-        void* handle = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
-        if (handle == nullptr) handle = dlopen("libdnnl.so.3", RTLD_NOW | RTLD_LOCAL);
-        if (handle != nullptr) symbol = dlsym(handle, "dnnl_sgemm");
+        // Debian names the library by its full version (libdnnl.so.2 in bookworm, libdnnl.so.3.6
+        // in trixie, libdnnl.so.3.12 in unstable; libdnnl.so only with the -dev package).
+        // dnnl_sgemm has the same signature in oneDNN 2.x and 3.x.
+        std::vector<std::string> candidates = {"libdnnl.so.3", "libdnnl.so.2", "libdnnl.so"};
+        for (int minor = 40; minor >= 0; --minor) candidates.push_back("libdnnl.so.3." + std::to_string(minor));
+        for (const std::string& name : candidates) {
+          void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+          if (handle == nullptr) continue;
+          symbol = dlsym(handle, "dnnl_sgemm");
+          if (symbol != nullptr) break;
+          dlclose(handle);
+        }
       }
       b.dnnl = reinterpret_cast<DnnlSgemmFn>(symbol);
     }
