@@ -48,10 +48,7 @@ void AddPairGraphOptions(po::options_description& desc, ColmapMatcherOptions* op
       ("dba_alpha", po::value<float>(&options->expansion.dba_alpha)->default_value(3.0f),
        "Exponent of the DBA weights.")
       ("connect", po::bool_switch(&options->connect),
-       "Add the fewest, most similar pairs that join all components of the pair graph.")
-      ("connect_redundancy", po::value<int>(&options->connect_redundancy)->default_value(1),
-       "Join the components R times over with edge-disjoint forests, so that any R-1 joining pairs "
-       "may fail geometric verification; implies --connect when > 1.");
+       "Add the fewest, most similar pairs that join all components of the pair graph.");
 }
 
 void PrintPairGraph(const ColmapMatcherStats& stats) {
@@ -146,7 +143,6 @@ int RunColmapMatcher(int argc, char** argv) {
     if (skip_missing != 0 && skip_missing != 1) MEGALOC_THROW(InvalidArgument, "--skip_missing_images must be 0 or 1");
     if (options.num_matched < 1) MEGALOC_THROW(InvalidArgument, "--num_matched must be >= 1");
     if (options.sequential_overlap < 0) MEGALOC_THROW(InvalidArgument, "--sequential_overlap must be >= 0");
-    if (options.connect_redundancy < 1) MEGALOC_THROW(InvalidArgument, "--connect_redundancy must be >= 1");
     if (options.mapper != "none" && options.mapper != "incremental" && options.mapper != "global") {
       MEGALOC_THROW(InvalidArgument, "--mapper must be none, incremental or global (got '" << options.mapper << "')");
     }

@@ -149,12 +149,10 @@ TEST(PairGraph, ConnectHandComputed) {
 
 // Maximum spanning forest by brute force: Kruskal over every inter-component pair of the full
 // similarity matrix (the graph's own edges joined first).
-// Pairs in `excluded` ((min, max) index pairs) are never used; the forest's pairs are added to it.
 double BruteForceForestWeight(const DescriptorMatrix& x,
                               const std::vector<std::string>& names,
                               const std::vector<ImagePair>& pairs,
-                              int64_t* num_edges,
-                              std::set<std::pair<int, int>>* excluded = nullptr) {
+                              int64_t* num_edges) {
   const int n = static_cast<int>(x.rows());
   const std::vector<int64_t> labels = ConnectedComponents(names, pairs);
   std::vector<int64_t> parent(n);
@@ -176,9 +174,7 @@ double BruteForceForestWeight(const DescriptorMatrix& x,
   std::vector<E> edges;
   for (int i = 0; i < n; ++i) {
     for (int j = i + 1; j < n; ++j) {
-      if (labels[i] != labels[j] && (excluded == nullptr || excluded->count({i, j}) == 0)) {
-        edges.push_back({x.row(i).dot(x.row(j)), i, j});
-      }
+      if (labels[i] != labels[j]) edges.push_back({x.row(i).dot(x.row(j)), i, j});
     }
   }
   std::sort(edges.begin(), edges.end(), [](const E& p, const E& q) { return p.s > q.s; });
@@ -190,7 +186,6 @@ double BruteForceForestWeight(const DescriptorMatrix& x,
     parent[ra] = rb;
     weight += e.s;
     ++*num_edges;
-    if (excluded != nullptr) excluded->insert({e.a, e.b});
   }
   return weight;
 }
@@ -221,96 +216,6 @@ TEST(PairGraph, ConnectMatchesBruteForceKruskal) {
       EXPECT_EQ(stats.components_after, 1);
       if (candidates == 1) {
         EXPECT_GT(stats.num_searches, 1);
-      }
-    }
-  }
-}
-
-// Components A = {0, 1}, B = {2, 3}, C = {4}, D = {5} at 0, 10, 35, 40, 100, 210 degrees; the 13
-// inter-component pairs by angle: 1-2 25, 1-3 30, 0-2 35, 0-3 40, 3-4 60, 2-4 65, 1-4 90, 0-4 100,
-// 4-5 110, 0-5 150, 1-5 160, 3-5 170, 2-5 175. Kruskal, each forest avoiding the earlier ones:
-// {1-2, 3-4, 4-5}, {1-3, 2-4, 0-5}, {0-2, 1-4, 1-5}, {0-3, 0-4, 3-5}, then only 2-5 is left
-// (the fifth forest joins B and D and leaves 3 components where 1 was asked).
-TEST(PairGraph, ConnectRedundancyHandComputed) {
-  const std::vector<std::string> names = {"i0", "i1", "i2", "i3", "i4", "i5"};
-  const DescriptorMatrix x = AngleDescriptors({0, 10, 35, 40, 100, 210});
-  const MatrixDescriptorSource source(x);
-  const std::vector<ImagePair> pairs = {{"i0", "i1"}, {"i2", "i3"}};
-  using Set = std::set<std::pair<std::string, std::string>>;
-  const std::vector<Set> forests = {{{"i1", "i2"}, {"i3", "i4"}, {"i4", "i5"}},
-                                    {{"i1", "i3"}, {"i2", "i4"}, {"i0", "i5"}},
-                                    {{"i0", "i2"}, {"i1", "i4"}, {"i1", "i5"}},
-                                    {{"i0", "i3"}, {"i0", "i4"}, {"i3", "i5"}},
-                                    {{"i2", "i5"}}};
-  for (int candidates : {1, 2, 8}) {
-    for (int redundancy = 1; redundancy <= 6; ++redundancy) {
-      ConnectOptions options;
-      options.num_candidates = candidates;
-      options.redundancy = redundancy;
-      ConnectStats stats;
-      const std::vector<ScoredImagePair> added = ConnectPairGraph(names, source, pairs, options, &stats);
-      SCOPED_TRACE("candidates " + std::to_string(candidates) + " redundancy " +
-                   std::to_string(redundancy));
-      size_t at = 0;
-      for (int f = 0; f < std::min(redundancy, 5); ++f) {
-        ASSERT_LE(at + forests[f].size(), added.size());
-        const std::vector<ScoredImagePair> forest(added.begin() + at,
-                                                  added.begin() + at + forests[f].size());
-        EXPECT_EQ(Unordered(Plain(forest)), forests[f]) << "forest " << f;
-        at += forests[f].size();
-      }
-      EXPECT_EQ(added.size(), at);
-      EXPECT_EQ(stats.num_added, static_cast<int64_t>(at));
-      EXPECT_EQ(stats.components_before, 4);
-      EXPECT_EQ(stats.components_after, 1);
-      // Forest 5 leaves 3 components, forest 6 has no pair at all (4): 2, then 2 + 3 missing joins.
-      EXPECT_EQ(stats.num_redundancy_missing, redundancy < 5 ? 0 : redundancy == 5 ? 2 : 5);
-    }
-  }
-}
-
-// R edge-disjoint maximum spanning forests (each against brute-force Kruskal with the earlier
-// forests' pairs excluded), and the guarantee: any R - 1 of the added pairs removed, the graph
-// stays connected.
-TEST(PairGraph, ConnectRedundancyMatchesBruteForce) {
-  for (uint32_t seed : {4u, 5u}) {
-    const int n = 40;
-    const DescriptorMatrix x = RandomUnit(n, 6, seed);
-    std::vector<std::string> names;
-    for (int i = 0; i < n; ++i) names.push_back("img" + std::to_string(1000 + i));
-    std::mt19937 rng(seed);
-    std::vector<ImagePair> pairs;
-    for (int e = 0; e < 15; ++e) pairs.push_back({names[rng() % n], names[rng() % n]});
-    const int redundancy = 3;
-    std::set<std::pair<int, int>> excluded;
-    std::vector<double> expected(redundancy);
-    int64_t edges_per_forest = 0;
-    for (int f = 0; f < redundancy; ++f) {
-      expected[f] = BruteForceForestWeight(x, names, pairs, &edges_per_forest, &excluded);
-    }
-    for (int candidates : {1, 8}) {
-      ConnectOptions options;
-      options.num_candidates = candidates;
-      options.redundancy = redundancy;
-      options.memory_limit = 16 << 10;  // small blocks (test only)
-      ConnectStats stats;
-      const auto added = ConnectPairGraph(names, MatrixDescriptorSource(x), pairs, options, &stats);
-      ASSERT_EQ(static_cast<int64_t>(added.size()), redundancy * edges_per_forest);
-      EXPECT_EQ(stats.num_redundancy_missing, 0);
-      for (int f = 0; f < redundancy; ++f) {
-        double weight = 0.0;
-        for (int64_t e = 0; e < edges_per_forest; ++e) weight += added[f * edges_per_forest + e].score;
-        EXPECT_NEAR(weight, expected[f], 1e-4) << "seed " << seed << " forest " << f;
-      }
-      EXPECT_EQ(Unordered(Plain(added)).size(), added.size());  // edge-disjoint
-      for (size_t r1 = 0; r1 < added.size(); ++r1) {
-        for (size_t r2 = r1 + 1; r2 < added.size(); ++r2) {
-          std::vector<ImagePair> all = pairs;
-          for (size_t e = 0; e < added.size(); ++e) {
-            if (e != r1 && e != r2) all.push_back(added[e].pair);
-          }
-          ASSERT_EQ(DescribePairGraph(names, all).num_components, 1) << r1 << " " << r2;
-        }
       }
     }
   }

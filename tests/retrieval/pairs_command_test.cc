@@ -160,29 +160,6 @@ TEST(PairsCommand, SequentialConnectAndStats) {
       << output;
   const auto written = ReadPairs(pairs);
   EXPECT_EQ(DescribePairGraph(names, written).num_components, 1);
-  // Two edge-disjoint joins (implies --connect); 0 is refused by name.
-  ASSERT_EQ(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
-                                " --num_matched 0 --sequential_overlap 2 --connect_redundancy 2",
-                            &output),
-            0)
-      << output;
-  EXPECT_NE(output.find("Pair graph:       20 unique pairs (0 retrieval, 18 sequential, 0 spatial, 2 "
-                        "connect), components 2 -> 1"),
-            std::string::npos)
-      << output;
-  EXPECT_NE(output.find("Connect:          2 pair(s) added (2 edge-disjoint forests) in"), std::string::npos)
-      << output;
-  const auto redundant = ReadPairs(pairs);
-  for (size_t skip = 18; skip < redundant.size(); ++skip) {  // either join alone keeps one component
-    std::vector<ImagePair> without = redundant;
-    without.erase(without.begin() + skip);
-    EXPECT_EQ(DescribePairGraph(names, without).num_components, 1);
-  }
-  EXPECT_NE(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
-                                " --num_matched 0 --connect --connect_redundancy 0",
-                            &output),
-            0);
-  EXPECT_NE(output.find("--connect_redundancy must be >= 1"), std::string::npos) << output;
   // Sequences by pattern: one sequence over both folders (the letter after 'seq' is ignored).
   ASSERT_EQ(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
                                 " --num_matched 0 --sequential_overlap 1 --sequence_pattern '^(seq)'",

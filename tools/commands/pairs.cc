@@ -104,10 +104,6 @@ int RunPairs(int argc, char** argv) {
        "SfM: add the fewest, most similar pairs that join all components of the pair graph "
        "(maximum spanning forest over descriptor similarities): every image ends up in one "
        "component.")
-      ("connect_redundancy", po::value<int>(&options.connect_redundancy)->default_value(1),
-       "SfM: join the components R times over with edge-disjoint forests (each the best one that "
-       "avoids the pairs of the ones before), so that any R-1 joining pairs may fail COLMAP's "
-       "geometric verification and the components stay joined; implies --connect when > 1.")
       ("sequential_overlap", po::value<int>(&options.sequence.overlap)->default_value(0),
        "SfM: also pair every frame with the next N frames of its sequence (video), 0 = off.")
       ("sequence_pattern", po::value<std::string>(&options.sequence.pattern),
@@ -167,9 +163,6 @@ int RunPairs(int argc, char** argv) {
     if (options.sequence.overlap < 0) MEGALOC_THROW(InvalidArgument, "--sequential_overlap must be >= 0");
     if (options.sequence.loop_closure < 0) MEGALOC_THROW(InvalidArgument, "--loop_closure must be >= 0");
     if (options.spatial_k < 0) MEGALOC_THROW(InvalidArgument, "--spatial_k must be >= 0");
-    if (options.connect_redundancy < 1) {
-      MEGALOC_THROW(InvalidArgument, "--connect_redundancy must be >= 1, got " << options.connect_redundancy);
-    }
     ThrowIfInvalid(options.expansion);
     const bool have_priors = !priors_csv.empty() || !priors_database.empty() || !exif_image_path.empty();
     if ((options.max_distance >= 0.0 || options.spatial_k > 0) && !have_priors) {
@@ -215,16 +208,8 @@ int RunPairs(int argc, char** argv) {
               << std::fixed << std::setprecision(2) << ", mean degree " << graph.after.mean_degree
               << ", " << graph.after.num_isolated << " isolated\n";
     std::cout.unsetf(std::ios::floatfield);
-    if (options.connect || options.connect_redundancy > 1) {
-      std::cout << "Connect:          " << graph.connect.num_added << " pair(s) added";
-      if (options.connect_redundancy > 1) {
-        std::cout << " (" << options.connect_redundancy << " edge-disjoint forests";
-        if (graph.connect.num_redundancy_missing > 0) {
-          std::cout << ", " << graph.connect.num_redundancy_missing << " join(s) had no spare pair";
-        }
-        std::cout << ")";
-      }
-      std::cout << " in "
+    if (options.connect) {
+      std::cout << "Connect:          " << graph.connect.num_added << " pair(s) added in "
                 << graph.connect.num_rounds << " round(s), " << graph.connect.num_searches
                 << " search(es) over " << graph.connect.num_searched_rows << " query rows, " << std::fixed
                 << std::setprecision(2) << graph.connect.seconds << " s\n";

@@ -68,7 +68,6 @@ bool ColmapMatcherOptions::Check() const {
   CHECK_OPTION_GE(sequential_overlap, 0);
   CHECK_OPTION_GE(loop_closure, 0);
   CHECK_OPTION_GE(spatial_k, 0);
-  CHECK_OPTION_GE(connect_redundancy, 1);
   CHECK_OPTION(expansion.Check());
   CHECK_OPTION_GE(batch_size, 1);
   CHECK_OPTION_GE(num_workers, 1);
@@ -147,8 +146,7 @@ std::vector<ImagePair> ColmapRetrievalPairs(const std::vector<std::string>& name
   graph.max_distance = options.max_distance;
   graph.spatial_k = options.spatial_k;
   graph.expansion = options.expansion;
-  graph.connect = options.connect || options.connect_redundancy > 1;
-  graph.connect_options.redundancy = options.connect_redundancy;
+  graph.connect = options.connect;
   PositionPriors priors;
   const bool use_priors = options.max_distance >= 0.0 || options.spatial_k > 0;
   if (use_priors) priors = ReadColmapPositionPriors(options.database_path);

@@ -55,8 +55,6 @@ struct ColmapMatcherOptions {
   QueryExpansionOptions expansion;
   // Add the fewest, most similar pairs that join all components (pair_graph.h ConnectPairGraph).
   bool connect = false;
-  // Edge-disjoint joining forests (ConnectOptions::redundancy); > 1 implies connect.
-  int connect_redundancy = 1;
   // Descriptor cache (hloc global-descriptor HDF5). "" = DefaultDescriptorsPath(database_path).
   // Images already in it are not extracted again; new descriptors are appended.
   std::string descriptors_path;

@@ -62,14 +62,6 @@ class EdgeKeySet {
       }
     }
   }
-  bool contains(uint64_t key) const {
-    if (slots_.empty()) return false;
-    const size_t mask = slots_.size() - 1;
-    for (size_t i = Hash(key) & mask;; i = (i + 1) & mask) {
-      if (slots_[i] == key) return true;
-      if (slots_[i] == kEmpty) return false;
-    }
-  }
   size_t size() const { return size_; }
   template <typename Fn>
   void ForEach(Fn fn) const {
@@ -321,28 +313,39 @@ std::vector<ImagePair> SequentialPairs(const std::vector<std::string>& names,
 
 bool ConnectOptions::Check() const {
   CHECK_OPTION_GE(num_candidates, 1);
-  CHECK_OPTION_GE(redundancy, 1);
   CHECK_OPTION_GT(memory_limit, 0);
   CHECK_OPTION(num_threads == -1 || num_threads > 0);
   return true;
 }
 
-namespace {
-
-// One maximum spanning forest over the components of `uf` (Borůvka rounds, see pair_graph.h), never
-// using an edge of `excluded`: appends its edges to `added`, joins them in `uf` and returns the
-// number of components left. `t` external neighbours are cached per image.
-int64_t GrowSpanningForest(const std::vector<std::string>& names,
-                           const DescriptorSource& descriptors,
-                           const ConnectOptions& options,
-                           int64_t t,
-                           const EdgeKeySet& excluded,
-                           int64_t components,
-                           UnionFind& uf,
-                           ConnectStats& local,
-                           std::vector<ScoredImagePair>& added) {
+std::vector<ScoredImagePair> ConnectPairGraph(const std::vector<std::string>& names,
+                                              const DescriptorSource& descriptors,
+                                              const std::vector<ImagePair>& pairs,
+                                              const ConnectOptions& options,
+                                              ConnectStats* stats) {
+  MEGALOC_CHECK_MSG(options.Check(), "Invalid connect options (see the log)");
+  MEGALOC_CHECK_MSG(static_cast<int64_t>(names.size()) == descriptors.NumRows(),
+                    names.size() << " names for " << descriptors.NumRows() << " descriptors");
+  Timer timer;
+  ConnectStats local;
+  const auto index = IndexOfNames(names);
   const int64_t n = static_cast<int64_t>(names.size());
+  UnionFind uf(n);
+  int64_t components = n;
+  for (const ImagePair& p : pairs) {
+    if (uf.Union(IndexOf(index, p.name1), IndexOf(index, p.name2))) --components;
+  }
+  local.components_before = components;
+  std::vector<ScoredImagePair> added;
+  if (components <= 1) {
+    local.components_after = components;
+    local.seconds = timer.ElapsedSeconds();
+    if (stats != nullptr) *stats = local;
+    return added;
+  }
+
   // Per image: its best external neighbours (as of the last search of that image), best first.
+  const int64_t t = std::min<int64_t>(options.num_candidates, n - 1);
   std::vector<int64_t> labels(n * t, -1);
   std::vector<float> scores(n * t, kNegInf);
   std::vector<int64_t> size(n, 0), next(n, 0);
@@ -379,14 +382,10 @@ int64_t GrowSpanningForest(const std::vector<std::string>& names,
       complete[i] = valid < t;
     }
   };
-  // The first cached neighbour of i still external and not excluded (invalid edge if none is left).
+  // The first still-external cached neighbour of i (invalid edge if the cache is used up).
   auto front = [&](int64_t i) {
     const int64_t root = uf.Find(i);
-    while (next[i] < size[i]) {
-      const int64_t j = labels[i * t + next[i]];
-      if (uf.Find(j) != root && !excluded.contains(EdgeKey(i, j))) break;
-      ++next[i];
-    }
+    while (next[i] < size[i] && uf.Find(labels[i * t + next[i]]) == root) ++next[i];
     Edge e;
     if (next[i] < size[i]) e = Edge{scores[i * t + next[i]], i, labels[i * t + next[i]]};
     return e;
@@ -436,58 +435,9 @@ int64_t GrowSpanningForest(const std::vector<std::string>& names,
       --components;
       ++joined;
     }
-    if (joined == 0) break;  // only NaN similarities (or excluded pairs) left between the components
+    if (joined == 0) break;  // only NaN similarities left between the components
   }
-  return components;
-}
-
-}  // namespace
-
-std::vector<ScoredImagePair> ConnectPairGraph(const std::vector<std::string>& names,
-                                              const DescriptorSource& descriptors,
-                                              const std::vector<ImagePair>& pairs,
-                                              const ConnectOptions& options,
-                                              ConnectStats* stats) {
-  MEGALOC_CHECK_MSG(options.Check(), "Invalid connect options (see the log)");
-  MEGALOC_CHECK_MSG(static_cast<int64_t>(names.size()) == descriptors.NumRows(),
-                    names.size() << " names for " << descriptors.NumRows() << " descriptors");
-  Timer timer;
-  ConnectStats local;
-  const auto index = IndexOfNames(names);
-  const int64_t n = static_cast<int64_t>(names.size());
-  UnionFind base(n);
-  int64_t components = n;
-  for (const ImagePair& p : pairs) {
-    if (base.Union(IndexOf(index, p.name1), IndexOf(index, p.name2))) --components;
-  }
-  local.components_before = local.components_after = components;
-  std::vector<ScoredImagePair> added;
-  if (components > 1) {
-    // Forest f never reuses a pair of forests 0..f-1; an image's cache grows by its number of such
-    // pairs (capped, see kMaxExtraCandidates), so excluded pairs do not crowd out the candidates.
-    constexpr int64_t kMaxExtraCandidates = 64;
-    EdgeKeySet used;
-    std::vector<int64_t> degree(n, 0);
-    int64_t max_degree = 0;
-    for (int f = 0; f < options.redundancy; ++f) {
-      const int64_t t = std::min<int64_t>(
-          options.num_candidates + std::min(max_degree, kMaxExtraCandidates), n - 1);
-      UnionFind uf = base;
-      const size_t first = added.size();
-      const int64_t left =
-          GrowSpanningForest(names, descriptors, options, t, used, components, uf, local, added);
-      if (f == 0) {
-        local.components_after = left;
-      } else {
-        local.num_redundancy_missing += left - local.components_after;
-      }
-      for (size_t e = first; e < added.size(); ++e) {
-        const int64_t a = index.at(added[e].pair.name1), b = index.at(added[e].pair.name2);
-        used.insert(EdgeKey(a, b));
-        max_degree = std::max({max_degree, ++degree[a], ++degree[b]});
-      }
-    }
-  }
+  local.components_after = components;
   local.num_added = static_cast<int64_t>(added.size());
   local.seconds = timer.ElapsedSeconds();
   if (stats != nullptr) *stats = local;

@@ -103,11 +103,6 @@ struct ConnectOptions {
   // External neighbours kept per image between Borůvka rounds (more = fewer searches in later
   // rounds, 12 bytes more per image each).
   int num_candidates = 8;
-  // Edge-disjoint spanning forests joining the components, each the maximum one that avoids the
-  // pairs of the forests before it: with R, any R - 1 of the added pairs may fail (e.g. COLMAP's
-  // geometric verification) and the components are still joined; R * (components_before - 1)
-  // pairs at most. 1 = the single maximum spanning forest.
-  int redundancy = 1;
   // Working memory and threads of the searches (search.h).
   int64_t memory_limit = int64_t{256} << 20;
   int num_threads = -1;
@@ -118,12 +113,8 @@ struct ConnectOptions {
 struct ConnectStats {
   int64_t components_before = 0;
   int64_t components_after = 0;
-  int64_t num_added = 0;          // pairs added (redundancy * (components_before - components_after)
-                                  // - num_redundancy_missing)
-  // Joins the forests after the first could not make: components they left apart, summed (two
-  // components of one image each have a single pair to give, for instance).
-  int64_t num_redundancy_missing = 0;
-  int64_t num_rounds = 0;         // Borůvka rounds (all forests)
+  int64_t num_added = 0;          // pairs added (components_before - components_after)
+  int64_t num_rounds = 0;         // Borůvka rounds
   int64_t num_searches = 0;       // exact searches run (the first covers every image)
   int64_t num_searched_rows = 0;  // query rows over all searches
   double seconds = 0.0;
@@ -132,8 +123,7 @@ struct ConnectStats {
 // The pairs that join the components of the graph (names, pairs) into one: the maximum spanning
 // forest over similarities (see the top of this file), components_before - 1 pairs, each oriented
 // (image of the component that chose it, its best external neighbour), in the order they were
-// added, with their similarity; with options.redundancy R, then the R - 1 further forests, each
-// after the one before it. Rows of `descriptors` correspond to `names`. min_score does not
+// added, with their similarity. Rows of `descriptors` correspond to `names`. min_score does not
 // apply: every image with a descriptor ends up in one component (NaN scores are never used: an
 // image whose every score is NaN stays on its own).
 std::vector<ScoredImagePair> ConnectPairGraph(const std::vector<std::string>& names,

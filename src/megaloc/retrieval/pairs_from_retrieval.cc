@@ -116,8 +116,7 @@ std::string JoinForMessage(const std::vector<std::string>& items) {
 
 bool PairsFromRetrievalOptions::UsesPairGraph() const {
   return sequence.overlap > 0 || !sequence.pattern.empty() || sequence.loop_closure > 0 ||
-         max_distance >= 0.0 || spatial_k > 0 || expansion.Enabled() || connect ||
-         connect_redundancy > 1;
+         max_distance >= 0.0 || spatial_k > 0 || expansion.Enabled() || connect;
 }
 
 bool PairsFromRetrievalOptions::Check() const {
@@ -131,7 +130,6 @@ bool PairsFromRetrievalOptions::Check() const {
   CHECK_OPTION(sequence.Check());
   CHECK_OPTION(std::isfinite(max_distance));
   CHECK_OPTION_GE(spatial_k, 0);
-  CHECK_OPTION_GE(connect_redundancy, 1);
   CHECK_OPTION(expansion.Check());
   return true;
 }
@@ -447,8 +445,7 @@ RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options,
     graph.max_distance = options.max_distance;
     graph.spatial_k = options.spatial_k;
     graph.expansion = options.expansion;
-    graph.connect = options.connect || options.connect_redundancy > 1;
-    graph.connect_options.redundancy = options.connect_redundancy;
+    graph.connect = options.connect;
     if ((graph.max_distance >= 0.0 || graph.spatial_k > 0) && priors == nullptr) {
       MEGALOC_THROW(InvalidArgument, "max_distance / spatial_k need position priors (a CSV file, a "
                                      "COLMAP database with pose_priors or EXIF GPS)");

@@ -74,8 +74,6 @@ struct PairsFromRetrievalOptions {
   int spatial_k = 0;
   QueryExpansionOptions expansion;
   bool connect = false;
-  // ConnectOptions::redundancy: edge-disjoint joining forests (> 1 implies connect).
-  int connect_redundancy = 1;
 
   // True if any pair-graph option above is set.
   bool UsesPairGraph() const;
