@@ -7,6 +7,7 @@
 #
 #   bench/pair_graph_sfm.sh [BUILD_DIR [WORK_DIR]]     (Release build with tests and bench enabled)
 #   WEIGHTS=model.safetensors bench/pair_graph_sfm.sh   (default: the tiny test model)
+#   SCENES=clusters bench/pair_graph_sfm.sh             (default: loop clusters)
 #
 # Prints one Markdown table row per (scene, strategy) and the machine load.
 set -euo pipefail
@@ -64,7 +65,7 @@ run_strategy() {  # scene_dir scene label pairs_file
     "$(cut -d' ' -f1 /proc/loadavg)"
 }
 
-for scene in loop clusters; do
+for scene in ${SCENES:-loop clusters}; do
   dir=$WORK/$scene
   rm -rf "$dir"; mkdir -p "$dir"
   "$RENDER" "$scene" "$dir/images" > /dev/null
@@ -87,6 +88,10 @@ for scene in loop clusters; do
   done
   pairs --num_matched 1 --connect --output_path "$dir/hybrid_k1_connect.txt"
   run_strategy "$dir" "$scene" "hybrid: retrieval k=1 + connect" "$dir/hybrid_k1_connect.txt"
+  pairs --num_matched 1 --cover_bridges --output_path "$dir/hybrid_k1_bridges.txt"
+  run_strategy "$dir" "$scene" "hybrid: retrieval k=1 + connect + cover bridges" "$dir/hybrid_k1_bridges.txt"
   pairs --num_matched 1 --sequential_overlap 1 --loop_closure 3 --connect --output_path "$dir/hybrid_seq.txt"
   run_strategy "$dir" "$scene" "hybrid: sequential 1 + retrieval k=1 (loop closure 3) + connect" "$dir/hybrid_seq.txt"
+  pairs --num_matched 1 --sequential_overlap 1 --loop_closure 3 --cover_bridges --output_path "$dir/hybrid_seq_bridges.txt"
+  run_strategy "$dir" "$scene" "hybrid: sequential 1 + retrieval k=1 (loop closure 3) + connect + cover bridges" "$dir/hybrid_seq_bridges.txt"
 done

@@ -48,12 +48,17 @@ void AddPairGraphOptions(po::options_description& desc, ColmapMatcherOptions* op
       ("dba_alpha", po::value<float>(&options->expansion.dba_alpha)->default_value(3.0f),
        "Exponent of the DBA weights.")
       ("connect", po::bool_switch(&options->connect),
-       "Add the fewest, most similar pairs that join all components of the pair graph.");
+       "Add the fewest, most similar pairs that join all components of the pair graph.")
+      ("cover_bridges", po::bool_switch(&options->cover_bridges),
+       "Then add the most similar pairs that close a cycle over every bridge (a pair whose failure "
+       "in geometric verification would split the graph), so that any one pair may fail; implies "
+       "--connect.");
 }
 
 void PrintPairGraph(const ColmapMatcherStats& stats) {
   std::cout << "Pair graph:        " << stats.graph.num_pairs << " unique pairs (" << stats.num_spatial_pairs
-            << " spatial, " << stats.num_connect_pairs << " connect), components "
+            << " spatial, " << stats.num_connect_pairs << " connect, " << stats.num_bridge_pairs
+            << " bridge), components "
             << stats.graph_before_connect.num_components << " -> " << stats.graph.num_components
             << std::fixed << std::setprecision(2) << ", mean degree " << stats.graph.mean_degree << "\n";
   std::cout.unsetf(std::ios::floatfield);

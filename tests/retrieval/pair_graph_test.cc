@@ -221,6 +221,103 @@ TEST(PairGraph, ConnectMatchesBruteForceKruskal) {
   }
 }
 
+// Triangle a-b-c, c-d, triangle d-e-f, h-i, g alone (and a repeat, a reversed repeat, a self pair).
+TEST(PairGraph, FindBridgesHandComputed) {
+  const std::vector<std::string> names = {"a", "b", "c", "d", "e", "f", "g", "h", "i"};
+  const std::vector<ImagePair> pairs = {{"a", "b"}, {"b", "c"}, {"c", "a"}, {"d", "c"}, {"d", "e"},
+                                        {"e", "f"}, {"f", "d"}, {"i", "h"}, {"a", "b"}, {"b", "a"},
+                                        {"g", "g"}};
+  EXPECT_EQ(FindBridges(names, pairs), (std::vector<ImagePair>{{"c", "d"}, {"h", "i"}}));
+  EXPECT_TRUE(FindBridges(names, {}).empty());
+  EXPECT_THROW(FindBridges(names, {{"a", "zz"}}), InvalidArgument);
+  // A chain of 200 000 frames (every pair a bridge) without exhausting the call stack.
+  const int n = 200000;
+  std::vector<std::string> chain;
+  std::vector<ImagePair> links;
+  for (int i = 0; i < n; ++i) chain.push_back(std::to_string(i));
+  for (int i = 0; i + 1 < n; ++i) links.push_back({chain[i], chain[i + 1]});
+  EXPECT_EQ(FindBridges(chain, links).size(), static_cast<size_t>(n - 1));
+  links.push_back({chain[0], chain[n - 1]});  // closing the loop: no bridge left
+  EXPECT_TRUE(FindBridges(chain, links).empty());
+}
+
+// A chain i0-i1-i2-i3-i4 at 0, 10, 20, 32, 45 degrees: four bridges. The leaves i0 and i4 search
+// outside their groups; their own pairs (to i1, i3) are skipped; best first: i0-i2 (20 degrees)
+// covers i0-i1 and i1-i2, i4-i2 (25) covers i2-i3 and i3-i4. Already 2-edge-connected: nothing.
+TEST(PairGraph, CoverBridgesHandComputed) {
+  const std::vector<std::string> names = {"i0", "i1", "i2", "i3", "i4"};
+  const DescriptorMatrix x = AngleDescriptors({0, 10, 20, 32, 45});
+  const std::vector<ImagePair> chain = {{"i0", "i1"}, {"i1", "i2"}, {"i2", "i3"}, {"i3", "i4"}};
+  for (int candidates : {1, 2, 8}) {
+    ConnectOptions options;
+    options.num_candidates = candidates;
+    BridgeCoverStats stats;
+    const auto added = CoverBridges(names, MatrixDescriptorSource(x), chain, options, &stats);
+    ASSERT_EQ(added.size(), 2u) << candidates;
+    EXPECT_EQ(added[0].pair.name1, "i0");
+    EXPECT_EQ(added[0].pair.name2, "i2");
+    EXPECT_NEAR(added[0].score, std::cos(20 * kPi / 180), 1e-6);
+    EXPECT_EQ(added[1].pair.name1, "i4");
+    EXPECT_EQ(added[1].pair.name2, "i2");
+    EXPECT_NEAR(added[1].score, std::cos(25 * kPi / 180), 1e-6);
+    EXPECT_EQ(stats.bridges_before, 4);
+    EXPECT_EQ(stats.bridges_after, 0);
+    EXPECT_EQ(stats.num_added, 2);
+    EXPECT_EQ(stats.num_rounds, 1);
+    EXPECT_EQ(stats.num_searched_rows, 2);
+    std::vector<ImagePair> all = chain;
+    for (const auto& p : added) all.push_back(p.pair);
+    EXPECT_TRUE(FindBridges(names, all).empty());
+  }
+  BridgeCoverStats stats;
+  std::vector<ImagePair> ring = chain;
+  ring.push_back({"i4", "i0"});
+  EXPECT_TRUE(CoverBridges(names, MatrixDescriptorSource(x), ring, ConnectOptions(), &stats).empty());
+  EXPECT_EQ(stats.bridges_before, 0);
+  EXPECT_EQ(stats.num_rounds, 0);
+}
+
+// Random descriptors, nearest-neighbour pairs (a forest: nearly every pair a bridge), joined, then
+// covered: no bridge left, so removing any one pair leaves one component; a pair is never repeated.
+TEST(PairGraph, CoverBridgesLeavesNoBridge) {
+  for (uint32_t seed : {7u, 8u, 9u}) {
+    const int n = 50;
+    const DescriptorMatrix x = RandomUnit(n, 6, seed);
+    std::vector<std::string> names;
+    for (int i = 0; i < n; ++i) names.push_back("img" + std::to_string(1000 + i));
+    PairGraphOptions options;
+    options.search.num_neighbors = 1;
+    options.search.min_score = -1.0f;
+    options.unique = true;
+    options.cover_bridges = true;
+    options.connect_options.num_candidates = seed == 7u ? 1 : 4;
+    const PairGraphResult graph = BuildPairGraph(names, MatrixDescriptorSource(x), nullptr, options);
+    std::vector<ImagePair> all = Plain(graph.pairs);
+    EXPECT_GT(graph.bridges.bridges_before, 0);
+    EXPECT_EQ(graph.bridges.bridges_after, 0);
+    EXPECT_EQ(graph.num_bridge, graph.bridges.num_added);
+    EXPECT_EQ(graph.after.num_components, 1);
+    EXPECT_EQ(graph.after.num_pairs, static_cast<int64_t>(all.size()));  // no repeats
+    EXPECT_TRUE(FindBridges(names, all).empty());
+    int64_t bridge_pairs = 0;
+    for (PairSource s : graph.sources) bridge_pairs += s == PairSource::kBridge ? 1 : 0;
+    EXPECT_EQ(bridge_pairs, graph.num_bridge);
+    for (size_t skip = 0; skip < all.size(); ++skip) {
+      std::vector<ImagePair> without = all;
+      without.erase(without.begin() + skip);
+      ASSERT_EQ(DescribePairGraph(names, without).num_components, 1) << seed << " " << skip;
+    }
+    // Every added pair closes a cycle over a bridge of the graph before it (none is redundant
+    // with the pairs before it in the order they were added).
+    std::vector<ImagePair> so_far(all.begin(), all.end() - graph.num_bridge);
+    for (int64_t e = static_cast<int64_t>(all.size()) - graph.num_bridge; e < static_cast<int64_t>(all.size()); ++e) {
+      const size_t before = FindBridges(names, so_far).size();
+      so_far.push_back(all[e]);
+      EXPECT_LT(FindBridges(names, so_far).size(), before) << seed << " pair " << e;
+    }
+  }
+}
+
 TEST(PairGraph, DefaultEqualsRetrievePairs) {
   const int n = 50;
   const DescriptorMatrix x = RandomUnit(n, 16, 7);

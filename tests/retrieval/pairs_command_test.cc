@@ -160,6 +160,21 @@ TEST(PairsCommand, SequentialConnectAndStats) {
       << output;
   const auto written = ReadPairs(pairs);
   EXPECT_EQ(DescribePairGraph(names, written).num_components, 1);
+  // The connecting pair is the one bridge (each folder's overlap-2 chain has none): one more pair
+  // covers it, and --cover_bridges alone implies --connect.
+  ASSERT_EQ(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
+                                " --num_matched 0 --sequential_overlap 2 --cover_bridges",
+                            &output),
+            0)
+      << output;
+  EXPECT_NE(output.find("Pair graph:       20 unique pairs (0 retrieval, 18 sequential, 0 spatial, 1 "
+                        "connect, 1 bridge), components 2 -> 1"),
+            std::string::npos)
+      << output;
+  EXPECT_NE(output.find("Bridges:          1 -> 0, 1 pair(s) added in 1 round(s)"), std::string::npos)
+      << output;
+  const auto covered = ReadPairs(pairs);
+  EXPECT_TRUE(FindBridges(names, covered).empty());
   // Sequences by pattern: one sequence over both folders (the letter after 'seq' is ignored).
   ASSERT_EQ(RunPairsCommand("--descriptors " + h5 + " --output_path " + pairs +
                                 " --num_matched 0 --sequential_overlap 1 --sequence_pattern '^(seq)'",

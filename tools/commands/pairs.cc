@@ -104,6 +104,10 @@ int RunPairs(int argc, char** argv) {
        "SfM: add the fewest, most similar pairs that join all components of the pair graph "
        "(maximum spanning forest over descriptor similarities): every image ends up in one "
        "component.")
+      ("cover_bridges", po::bool_switch(&options.cover_bridges),
+       "SfM: then add the most similar pairs that close a cycle over every bridge (a pair whose "
+       "failure in geometric verification would split the graph, e.g. an image's only pair), so "
+       "that any one pair may fail and the graph stays connected; implies --connect.")
       ("sequential_overlap", po::value<int>(&options.sequence.overlap)->default_value(0),
        "SfM: also pair every frame with the next N frames of its sequence (video), 0 = off.")
       ("sequence_pattern", po::value<std::string>(&options.sequence.pattern),
@@ -203,16 +207,25 @@ int RunPairs(int argc, char** argv) {
     const PairGraphResult& graph = stats.graph;
     std::cout << "Pair graph:       " << graph.after.num_pairs << " unique pairs ("
               << graph.num_retrieval << " retrieval, " << graph.num_sequential << " sequential, "
-              << graph.num_spatial << " spatial, " << graph.num_connect << " connect), components "
+              << graph.num_spatial << " spatial, " << graph.num_connect << " connect"
+              << (options.cover_bridges ? ", " + std::to_string(graph.num_bridge) + " bridge" : "")
+              << "), components "
               << graph.before_connect.num_components << " -> " << graph.after.num_components
               << std::fixed << std::setprecision(2) << ", mean degree " << graph.after.mean_degree
               << ", " << graph.after.num_isolated << " isolated\n";
     std::cout.unsetf(std::ios::floatfield);
-    if (options.connect) {
+    if (options.connect || options.cover_bridges) {
       std::cout << "Connect:          " << graph.connect.num_added << " pair(s) added in "
                 << graph.connect.num_rounds << " round(s), " << graph.connect.num_searches
                 << " search(es) over " << graph.connect.num_searched_rows << " query rows, " << std::fixed
                 << std::setprecision(2) << graph.connect.seconds << " s\n";
+      std::cout.unsetf(std::ios::floatfield);
+    }
+    if (options.cover_bridges) {
+      std::cout << "Bridges:          " << graph.bridges.bridges_before << " -> " << graph.bridges.bridges_after
+                << ", " << graph.bridges.num_added << " pair(s) added in " << graph.bridges.num_rounds
+                << " round(s) over " << graph.bridges.num_searched_rows << " query rows, " << std::fixed
+                << std::setprecision(2) << graph.bridges.seconds << " s\n";
       std::cout.unsetf(std::ios::floatfield);
     }
     if (graph.num_dropped_by_loop_closure > 0 || graph.num_dropped_by_distance > 0) {

@@ -147,6 +147,7 @@ std::vector<ImagePair> ColmapRetrievalPairs(const std::vector<std::string>& name
   graph.spatial_k = options.spatial_k;
   graph.expansion = options.expansion;
   graph.connect = options.connect;
+  graph.cover_bridges = options.cover_bridges;
   PositionPriors priors;
   const bool use_priors = options.max_distance >= 0.0 || options.spatial_k > 0;
   if (use_priors) priors = ReadColmapPositionPriors(options.database_path);
@@ -164,6 +165,7 @@ std::vector<ImagePair> ColmapRetrievalPairs(const std::vector<std::string>& name
     stats->num_sequential_pairs = static_cast<int64_t>(SequentialPairs(names, sequence).size());
     stats->num_spatial_pairs = result.num_spatial;
     stats->num_connect_pairs = result.num_connect;
+    stats->num_bridge_pairs = result.num_bridge;
     stats->num_with_prior = result.num_with_prior;
     stats->graph_before_connect = result.before_connect;
     stats->graph = result.after;

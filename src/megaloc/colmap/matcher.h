@@ -55,6 +55,8 @@ struct ColmapMatcherOptions {
   QueryExpansionOptions expansion;
   // Add the fewest, most similar pairs that join all components (pair_graph.h ConnectPairGraph).
   bool connect = false;
+  // Then cover every bridge of the graph (pair_graph.h CoverBridges); implies connect.
+  bool cover_bridges = false;
   // Descriptor cache (hloc global-descriptor HDF5). "" = DefaultDescriptorsPath(database_path).
   // Images already in it are not extracted again; new descriptors are appended.
   std::string descriptors_path;
@@ -116,6 +118,7 @@ struct ColmapMatcherStats {
   int64_t num_sequential_pairs = 0;  // sequential neighbours (also those retrieval had)
   int64_t num_spatial_pairs = 0;     // spatial pairs new to the list
   int64_t num_connect_pairs = 0;     // pairs added by `connect`
+  int64_t num_bridge_pairs = 0;      // pairs added by `cover_bridges`
   int64_t num_with_prior = 0;        // images with a pose prior (max_distance / spatial_k)
   PairGraphStats graph_before_connect;
   PairGraphStats graph;              // the written list

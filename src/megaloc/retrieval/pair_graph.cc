@@ -7,6 +7,7 @@
 #include <memory>
 #include <numeric>
 #include <regex>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -60,6 +61,14 @@ class EdgeKeySet {
         ++size_;
         return true;
       }
+    }
+  }
+  bool contains(uint64_t key) const {
+    if (slots_.empty()) return false;
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = Hash(key) & mask;; i = (i + 1) & mask) {
+      if (slots_[i] == key) return true;
+      if (slots_[i] == kEmpty) return false;
     }
   }
   size_t size() const { return size_; }
@@ -445,6 +454,230 @@ std::vector<ScoredImagePair> ConnectPairGraph(const std::vector<std::string>& na
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Bridges
+
+namespace {
+
+// Unique undirected edges (EdgeKeys) as adjacency lists in one array (CSR).
+struct Adjacency {
+  std::vector<int64_t> offsets;  // n + 1
+  std::vector<int64_t> targets;
+};
+
+Adjacency BuildAdjacency(int64_t n, const EdgeKeySet& keys) {
+  Adjacency adj;
+  adj.offsets.assign(n + 1, 0);
+  keys.ForEach([&](uint64_t key) {
+    ++adj.offsets[(key >> 32) + 1];
+    ++adj.offsets[(key & 0xffffffffu) + 1];
+  });
+  for (int64_t i = 0; i < n; ++i) adj.offsets[i + 1] += adj.offsets[i];
+  adj.targets.resize(adj.offsets[n]);
+  std::vector<int64_t> fill(adj.offsets.begin(), adj.offsets.end() - 1);
+  keys.ForEach([&](uint64_t key) {
+    const int64_t a = static_cast<int64_t>(key >> 32), b = static_cast<int64_t>(key & 0xffffffffu);
+    adj.targets[fill[a]++] = b;
+    adj.targets[fill[b]++] = a;
+  });
+  return adj;
+}
+
+// Bridges (parent, child) by Tarjan's low-link, with an explicit stack (a video's chain of 100k
+// frames would overflow the call stack). The edges are unique, so the tree edge back to the parent
+// is recognised by its endpoint.
+std::vector<std::pair<int64_t, int64_t>> BridgeIndices(int64_t n, const Adjacency& adj) {
+  std::vector<int64_t> tin(n, -1), low(n, 0), parent(n, -1), cursor(n, 0);
+  std::vector<std::pair<int64_t, int64_t>> bridges;
+  std::vector<int64_t> stack;
+  int64_t clock = 0;
+  for (int64_t s = 0; s < n; ++s) {
+    if (tin[s] >= 0) continue;
+    tin[s] = low[s] = clock++;
+    cursor[s] = adj.offsets[s];
+    stack.push_back(s);
+    while (!stack.empty()) {
+      const int64_t v = stack.back();
+      if (cursor[v] < adj.offsets[v + 1]) {
+        const int64_t w = adj.targets[cursor[v]++];
+        if (w == parent[v]) continue;
+        if (tin[w] >= 0) {
+          low[v] = std::min(low[v], tin[w]);
+        } else {
+          parent[w] = v;
+          tin[w] = low[w] = clock++;
+          cursor[w] = adj.offsets[w];
+          stack.push_back(w);
+        }
+      } else {
+        stack.pop_back();
+        const int64_t p = parent[v];
+        if (p >= 0) {
+          low[p] = std::min(low[p], low[v]);
+          if (low[v] > tin[p]) bridges.emplace_back(p, v);
+        }
+      }
+    }
+  }
+  return bridges;
+}
+
+// The unique edges of `pairs` over `index` (self pairs ignored).
+EdgeKeySet EdgeKeysOf(const std::unordered_map<std::string, int64_t>& index,
+                      const std::vector<ImagePair>& pairs) {
+  EdgeKeySet keys;
+  for (const ImagePair& p : pairs) {
+    const int64_t a = IndexOf(index, p.name1), b = IndexOf(index, p.name2);
+    if (a != b) keys.insert(EdgeKey(a, b));
+  }
+  return keys;
+}
+
+}  // namespace
+
+std::vector<ImagePair> FindBridges(const std::vector<std::string>& names,
+                                   const std::vector<ImagePair>& pairs) {
+  const auto index = IndexOfNames(names);
+  const int64_t n = static_cast<int64_t>(names.size());
+  std::vector<ImagePair> out;
+  for (const auto& [a, b] : BridgeIndices(n, BuildAdjacency(n, EdgeKeysOf(index, pairs)))) {
+    out.push_back({std::min(names[a], names[b]), std::max(names[a], names[b])});
+  }
+  std::sort(out.begin(), out.end(), [](const ImagePair& x, const ImagePair& y) {
+    return std::tie(x.name1, x.name2) < std::tie(y.name1, y.name2);
+  });
+  return out;
+}
+
+std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
+                                          const DescriptorSource& descriptors,
+                                          const std::vector<ImagePair>& pairs,
+                                          const ConnectOptions& options,
+                                          BridgeCoverStats* stats) {
+  MEGALOC_CHECK_MSG(options.Check(), "Invalid connect options (see the log)");
+  MEGALOC_CHECK_MSG(static_cast<int64_t>(names.size()) == descriptors.NumRows(),
+                    names.size() << " names for " << descriptors.NumRows() << " descriptors");
+  Timer timer;
+  BridgeCoverStats local;
+  const auto index = IndexOfNames(names);
+  const int64_t n = static_cast<int64_t>(names.size());
+  const EdgeKeySet keys = EdgeKeysOf(index, pairs);
+  const auto bridges = BridgeIndices(n, BuildAdjacency(n, keys));
+  local.bridges_before = local.bridges_after = static_cast<int64_t>(bridges.size());
+  std::vector<ScoredImagePair> added;
+  if (!bridges.empty()) {
+    // 2-edge-connected groups: the components of the graph without its bridges.
+    EdgeKeySet bridge_keys;
+    for (const auto& [a, b] : bridges) bridge_keys.insert(EdgeKey(a, b));
+    UnionFind groups(n);
+    keys.ForEach([&](uint64_t key) {
+      if (!bridge_keys.contains(key)) {
+        groups.Union(static_cast<int64_t>(key >> 32), static_cast<int64_t>(key & 0xffffffffu));
+      }
+    });
+    std::vector<int64_t> node(n);  // tree node of every image (the root image of its group)
+    for (int64_t i = 0; i < n; ++i) node[i] = groups.Find(i);
+    // The bridge tree of every component, rooted (breadth first): parent and depth per node.
+    std::vector<std::vector<int64_t>> tree(n);
+    for (const auto& [a, b] : bridges) {
+      tree[node[a]].push_back(node[b]);
+      tree[node[b]].push_back(node[a]);
+    }
+    std::vector<int64_t> tree_parent(n, -1), depth(n, -1), root(n, -1);
+    for (int64_t s = 0; s < n; ++s) {
+      if (node[s] != s || depth[s] >= 0) continue;
+      depth[s] = 0;
+      root[s] = s;
+      std::vector<int64_t> queue = {s};
+      for (size_t q = 0; q < queue.size(); ++q) {
+        const int64_t v = queue[q];
+        for (int64_t w : tree[v]) {
+          if (depth[w] >= 0) continue;
+          depth[w] = depth[v] + 1;
+          tree_parent[w] = v;
+          root[w] = s;
+          queue.push_back(w);
+        }
+      }
+    }
+    // Covered bridges merge tree nodes into the group of their topmost node: top(v) is that node,
+    // and the bridge above a top (to its tree parent) is still uncovered.
+    std::vector<int64_t> up(n);
+    std::iota(up.begin(), up.end(), 0);
+    auto top = [&](int64_t v) {
+      while (up[v] != v) {
+        up[v] = up[up[v]];
+        v = up[v];
+      }
+      return v;
+    };
+    int64_t uncovered = static_cast<int64_t>(bridges.size());
+    auto cover = [&](int64_t a, int64_t b) {
+      a = top(a);
+      b = top(b);
+      while (a != b) {
+        if (depth[a] < depth[b]) std::swap(a, b);
+        const int64_t p = top(tree_parent[a]);
+        up[a] = p;
+        a = p;
+        --uncovered;
+      }
+    };
+
+    // A leaf group has one pair leaving it (its uncovered bridge): one more candidate makes up for it.
+    const int64_t t = std::min<int64_t>(options.num_candidates + 1, n - 1);
+    SearchOptions search;
+    search.num_neighbors = static_cast<int>(t);
+    search.min_score = kNegInf;
+    search.memory_limit = options.memory_limit;
+    search.num_threads = options.num_threads;
+    while (uncovered > 0) {
+      // Leaf groups: one uncovered bridge (their own to the parent, or a root with one child left).
+      std::vector<int64_t> group_degree(n, 0);
+      for (const auto& [a, b] : bridges) {
+        const int64_t child = depth[node[a]] > depth[node[b]] ? node[a] : node[b];
+        if (top(child) != child) continue;  // covered
+        ++group_degree[child];
+        ++group_degree[top(tree_parent[child])];
+      }
+      std::vector<int64_t> rows;
+      for (int64_t i = 0; i < n; ++i) {
+        if (group_degree[top(node[i])] == 1) rows.push_back(i);
+      }
+      std::vector<int64_t> ids(n);
+      for (int64_t j = 0; j < n; ++j) ids[j] = top(node[j]);
+      std::vector<int64_t> query_ids(rows.size());
+      for (size_t r = 0; r < rows.size(); ++r) query_ids[r] = ids[rows[r]];
+      const SearchResult result =
+          Search(SubsetSource(descriptors, rows), descriptors, search, &query_ids, &ids);
+      ++local.num_rounds;
+      local.num_searched_rows += static_cast<int64_t>(rows.size());
+      std::vector<Edge> candidates;
+      for (size_t r = 0; r < rows.size(); ++r) {
+        for (int64_t c = 0; c < result.NumValid(static_cast<int64_t>(r)); ++c) {
+          candidates.push_back(Edge{result.Score(static_cast<int64_t>(r), c), rows[r],
+                                    result.Label(static_cast<int64_t>(r), c)});
+        }
+      }
+      std::sort(candidates.begin(), candidates.end(), BetterEdge);
+      int64_t taken = 0;
+      for (const Edge& e : candidates) {
+        const int64_t a = node[e.a], b = node[e.b];
+        if (root[a] != root[b] || top(a) == top(b) || keys.contains(EdgeKey(e.a, e.b))) continue;
+        cover(a, b);
+        added.push_back({{names[e.a], names[e.b]}, e.score});
+        ++taken;
+      }
+      if (taken == 0) break;  // no usable pair left (NaN scores, other components only)
+    }
+    local.bridges_after = uncovered;
+  }
+  local.num_added = static_cast<int64_t>(added.size());
+  local.seconds = timer.ElapsedSeconds();
+  if (stats != nullptr) *stats = local;
+  return added;
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Query expansion
 
 bool QueryExpansionOptions::Check() const {
@@ -523,6 +756,8 @@ std::string PairSourceToString(PairSource source) {
       return "spatial";
     case PairSource::kConnect:
       return "connect";
+    case PairSource::kBridge:
+      return "bridge";
   }
   return "unknown";
 }
@@ -672,23 +907,33 @@ PairGraphResult BuildPairGraph(const std::vector<std::string>& names,
     }
   }
 
-  // 4. Connectivity.
+  // 4. Connectivity, 5. bridges.
   out.before_connect = DescribeEdgeKeys(n, present);
-  if (options.connect && n > 1) {
-    std::vector<ImagePair> plain;
-    plain.reserve(pairs.size());
-    for (const auto& p : pairs) plain.push_back(p.pair);
+  if ((options.connect || options.cover_bridges) && n > 1) {
     ConnectOptions connect = options.connect_options;
     connect.memory_limit = options.search.memory_limit;
     connect.num_threads = options.search.num_threads;
-    const std::vector<ScoredImagePair> joins = ConnectPairGraph(sorted, x, plain, connect, &out.connect);
     std::unordered_map<std::string, int64_t> index;
     for (int64_t i = 0; i < n; ++i) index.emplace(sorted[i], i);
-    for (const ScoredImagePair& p : joins) {
-      pairs.push_back(p);
-      out.sources.push_back(PairSource::kConnect);
-      present.insert(EdgeKey(index.at(p.pair.name1), index.at(p.pair.name2)));
-      ++out.num_connect;
+    auto plain_pairs = [&]() {
+      std::vector<ImagePair> plain;
+      plain.reserve(pairs.size());
+      for (const auto& p : pairs) plain.push_back(p.pair);
+      return plain;
+    };
+    auto append = [&](const std::vector<ScoredImagePair>& extra, PairSource source) {
+      for (const ScoredImagePair& p : extra) {
+        pairs.push_back(p);
+        out.sources.push_back(source);
+        present.insert(EdgeKey(index.at(p.pair.name1), index.at(p.pair.name2)));
+      }
+      return static_cast<int64_t>(extra.size());
+    };
+    out.num_connect =
+        append(ConnectPairGraph(sorted, x, plain_pairs(), connect, &out.connect), PairSource::kConnect);
+    if (options.cover_bridges) {
+      out.num_bridge =
+          append(CoverBridges(sorted, x, plain_pairs(), connect, &out.bridges), PairSource::kBridge);
     }
     out.after = DescribeEdgeKeys(n, present);
   } else {

@@ -133,6 +133,43 @@ std::vector<ScoredImagePair> ConnectPairGraph(const std::vector<std::string>& na
                                               ConnectStats* stats = nullptr);
 
 // ---------------------------------------------------------------------------------------------------
+// Bridges
+//
+// A bridge is a pair whose loss splits its component: every pair of a k = 1 retrieval list or of a
+// sequential chain, every pair `connect` adds. When COLMAP's geometric verification rejects a bridge
+// (too few inliers), the reconstruction breaks there, or the image at its end is never registered.
+// Covering every bridge by a cycle leaves a 2-edge-connected graph: any single pair may fail and each
+// component stays connected.
+
+// The bridges of the graph (names, pairs) as (name1, name2) with name1 < name2 in byte order,
+// sorted. Self pairs and repeats are ignored; names must be unique and every pair's images named.
+std::vector<ImagePair> FindBridges(const std::vector<std::string>& names,
+                                   const std::vector<ImagePair>& pairs);
+
+struct BridgeCoverStats {
+  int64_t bridges_before = 0;     // bridges of the input graph
+  int64_t bridges_after = 0;      // left: only where no usable pair exists (NaN scores, one image)
+  int64_t num_added = 0;          // pairs added
+  int64_t num_rounds = 0;         // searches (each over the images of the leaf groups)
+  int64_t num_searched_rows = 0;  // query rows over all searches
+  double seconds = 0.0;
+};
+
+// Pairs that cover every bridge of the graph (names, pairs), most similar first: the bridges and the
+// 2-edge-connected groups they join form a tree per component; each round, the images of the leaf
+// groups of that tree search their `num_candidates` best images outside their group, and candidates
+// are taken best first when they close a cycle over at least one bridge still uncovered (the bridges
+// on the tree path between the two groups; the groups on it merge). Leaves are where covering must
+// start (a leaf's bridge is covered only by a pair leaving the leaf), so the search never runs over
+// the images of a graph's well-connected core. Pairs are (searching image, candidate) with their
+// similarity, in the order they were taken. Components are not joined here (ConnectPairGraph first).
+std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
+                                          const DescriptorSource& descriptors,
+                                          const std::vector<ImagePair>& pairs,
+                                          const ConnectOptions& options,
+                                          BridgeCoverStats* stats = nullptr);
+
+// ---------------------------------------------------------------------------------------------------
 // Query expansion
 
 struct QueryExpansionOptions {
@@ -183,27 +220,32 @@ struct PairGraphOptions {
   // Join all components (ConnectPairGraph; its memory_limit and num_threads are taken from `search`).
   bool connect = false;
   ConnectOptions connect_options;
+  // After `connect`, cover every bridge (CoverBridges; same memory, threads and candidates): any one
+  // pair may fail verification and the graph stays connected. Implies connect.
+  bool cover_bridges = false;
 
   bool Check() const;
 };
 
 // Where each pair came from.
-enum class PairSource { kRetrieval, kSequential, kSpatial, kConnect };
+enum class PairSource { kRetrieval, kSequential, kSpatial, kConnect, kBridge };
 
 struct PairGraphResult {
-  std::vector<ScoredImagePair> pairs;  // output order: retrieval, sequential, spatial, connect
+  std::vector<ScoredImagePair> pairs;  // output order: retrieval, sequential, spatial, connect, bridge
   std::vector<PairSource> sources;     // one per pair
   int64_t num_retrieval = 0;           // pairs kept from each source (after de-duplication)
   int64_t num_sequential = 0;
   int64_t num_spatial = 0;
   int64_t num_connect = 0;
+  int64_t num_bridge = 0;
   int64_t num_dropped_by_distance = 0;      // retrieval pairs farther than max_distance
   int64_t num_dropped_by_loop_closure = 0;  // retrieval results within loop_closure frames
   int64_t num_with_prior = 0;               // images with a position prior
   SequenceLayout sequences;
-  PairGraphStats before_connect;  // graph of every source but connect
+  PairGraphStats before_connect;  // graph of every source but connect and bridge
   PairGraphStats after;           // the final graph
   ConnectStats connect;
+  BridgeCoverStats bridges;
   SearchStats search;             // the final retrieval search
 };
 
@@ -216,7 +258,7 @@ PairGraphResult BuildPairGraph(const std::vector<std::string>& names,
                                const PositionPriors* priors,
                                const PairGraphOptions& options);
 
-// "retrieval" / "sequential" / "spatial" / "connect".
+// "retrieval" / "sequential" / "spatial" / "connect" / "bridge".
 std::string PairSourceToString(PairSource source);
 
 }  // namespace megaloc

@@ -116,7 +116,7 @@ std::string JoinForMessage(const std::vector<std::string>& items) {
 
 bool PairsFromRetrievalOptions::UsesPairGraph() const {
   return sequence.overlap > 0 || !sequence.pattern.empty() || sequence.loop_closure > 0 ||
-         max_distance >= 0.0 || spatial_k > 0 || expansion.Enabled() || connect;
+         max_distance >= 0.0 || spatial_k > 0 || expansion.Enabled() || connect || cover_bridges;
 }
 
 bool PairsFromRetrievalOptions::Check() const {
@@ -446,6 +446,7 @@ RetrievalPairs PairsFromRetrieval(const PairsFromRetrievalOptions& options,
     graph.spatial_k = options.spatial_k;
     graph.expansion = options.expansion;
     graph.connect = options.connect;
+    graph.cover_bridges = options.cover_bridges;
     if ((graph.max_distance >= 0.0 || graph.spatial_k > 0) && priors == nullptr) {
       MEGALOC_THROW(InvalidArgument, "max_distance / spatial_k need position priors (a CSV file, a "
                                      "COLMAP database with pose_priors or EXIF GPS)");

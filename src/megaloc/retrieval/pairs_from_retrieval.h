@@ -74,6 +74,8 @@ struct PairsFromRetrievalOptions {
   int spatial_k = 0;
   QueryExpansionOptions expansion;
   bool connect = false;
+  // PairGraphOptions::cover_bridges (implies connect).
+  bool cover_bridges = false;
 
   // True if any pair-graph option above is set.
   bool UsesPairGraph() const;
