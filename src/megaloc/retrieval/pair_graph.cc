@@ -659,13 +659,18 @@ std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
         }
       }
       std::sort(candidates.begin(), candidates.end(), BetterEdge);
+      std::vector<char> in_leaf(n, 0);
+      for (int64_t i : rows) in_leaf[i] = 1;
       int64_t taken = 0;
-      for (const Edge& e : candidates) {
-        const int64_t a = node[e.a], b = node[e.b];
-        if (root[a] != root[b] || top(a) == top(b) || keys.contains(EdgeKey(e.a, e.b))) continue;
-        cover(a, b);
-        added.push_back({{names[e.a], names[e.b]}, e.score});
-        ++taken;
+      for (bool leaf_to_leaf : {true, false}) {
+        for (const Edge& e : candidates) {
+          if (leaf_to_leaf && !in_leaf[e.b]) continue;
+          const int64_t a = node[e.a], b = node[e.b];
+          if (root[a] != root[b] || top(a) == top(b) || keys.contains(EdgeKey(e.a, e.b))) continue;
+          cover(a, b);
+          added.push_back({{names[e.a], names[e.b]}, e.score});
+          ++taken;
+        }
       }
       if (taken == 0) break;  // no usable pair left (NaN scores, other components only)
     }

@@ -159,9 +159,11 @@ struct BridgeCoverStats {
 // 2-edge-connected groups they join form a tree per component; each round, the images of the leaf
 // groups of that tree search their `num_candidates` best images outside their group, and candidates
 // are taken best first when they close a cycle over at least one bridge still uncovered (the bridges
-// on the tree path between the two groups; the groups on it merge). Leaves are where covering must
-// start (a leaf's bridge is covered only by a pair leaving the leaf), so the search never runs over
-// the images of a graph's well-connected core. Pairs are (searching image, candidate) with their
+// on the tree path between the two groups; the groups on it merge): first those between two leaf
+// groups (one such pair covers the bridges of both leaves: for a tree with L leaves, as few as
+// ceil(L / 2) pairs), then the others. Leaves are where covering must start (a leaf's bridge is
+// covered only by a pair leaving the leaf), so the search never runs over the images of a graph's
+// well-connected core. Pairs are (searching image, candidate) with their
 // similarity, in the order they were taken. Components are not joined here (ConnectPairGraph first).
 std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
                                           const DescriptorSource& descriptors,
