@@ -12,6 +12,7 @@
 
 #include "megaloc/io/descriptor_store.h"
 #include "megaloc/retrieval/pairs_from_retrieval.h"
+#include "megaloc/retrieval/pair_graph.h"
 #include "tests/common/synthetic/renderer.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
@@ -308,6 +309,16 @@ TEST(ColmapMatcher, PairsAreThePairsEngineOutput) {
   EXPECT_EQ(got.size(), pairs.size());
   EXPECT_EQ(stats.num_sequential_pairs, 2 * (2 * (n / 2) - 3));
   EXPECT_LE(stats.num_pairs, stats.num_retrieval_pairs + stats.num_sequential_pairs);
+  // k = 1 + --cover_bridges: one component, no bridge (any one pair may fail verification).
+  options = DryRunOptions(p, 1);
+  options.cover_bridges = true;
+  options.pairs_path = JoinPaths(p.dir, "bridges.txt");
+  const ColmapMatcherStats covered = MatchColmapDatabase(options);
+  const std::vector<ImagePair> covered_pairs = ReadPairs(options.pairs_path);
+  EXPECT_EQ(covered.graph.num_components, 1);
+  EXPECT_GT(covered.num_bridge_pairs, 0);
+  EXPECT_EQ(static_cast<int64_t>(covered_pairs.size()), covered.graph.num_pairs);
+  EXPECT_TRUE(FindBridges(p.names, covered_pairs).empty());
   // k >= n - 1 covers every pair.
   options = DryRunOptions(p, 100);
   options.pairs_path = JoinPaths(p.dir, "all.txt");
