@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <random>
 #include <set>
@@ -285,6 +286,36 @@ TEST(PairGraph, CoverBridgesHandComputed) {
   EXPECT_TRUE(CoverBridges(names, MatrixDescriptorSource(x), ring, ConnectOptions(), &stats).empty());
   EXPECT_EQ(stats.bridges_before, 0);
   EXPECT_EQ(stats.num_rounds, 0);
+}
+
+// A video of 3000 frames whose descriptors drift smoothly (similarity falls with the frame gap),
+// chained by its sequential pairs: 2999 bridges, two leaves. Two leaf rounds advance a few frames
+// from each end; the third round, over every uncovered group, covers the rest.
+TEST(PairGraph, CoverBridgesOnALongChainTakesFewRounds) {
+  const int n = 3000;
+  const std::vector<double> rates = {0.0011, 0.0043, 0.017};
+  DescriptorMatrix x(n, 2 * static_cast<int>(rates.size()));
+  std::vector<std::string> names;
+  std::vector<ImagePair> chain;
+  for (int i = 0; i < n; ++i) {
+    for (size_t r = 0; r < rates.size(); ++r) {
+      x(i, 2 * r) = static_cast<float>(std::cos(i * rates[r]) / std::sqrt(3.0));
+      x(i, 2 * r + 1) = static_cast<float>(std::sin(i * rates[r]) / std::sqrt(3.0));
+    }
+    char name[16];
+    std::snprintf(name, sizeof(name), "f%05d", i);
+    names.push_back(name);
+    if (i > 0) chain.push_back({names[i - 1], names[i]});
+  }
+  BridgeCoverStats stats;
+  const auto added = CoverBridges(names, MatrixDescriptorSource(x), chain, ConnectOptions(), &stats);
+  EXPECT_EQ(stats.bridges_before, n - 1);
+  EXPECT_EQ(stats.bridges_after, 0);
+  EXPECT_LE(stats.num_rounds, 3);
+  EXPECT_LT(stats.num_added, n);
+  std::vector<ImagePair> all = chain;
+  for (const auto& p : added) all.push_back(p.pair);
+  EXPECT_TRUE(FindBridges(names, all).empty());
 }
 
 // Random descriptors, nearest-neighbour pairs (a forest: nearly every pair a bridge), joined, then

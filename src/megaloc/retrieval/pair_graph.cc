@@ -623,6 +623,7 @@ std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
       }
     };
 
+    constexpr int64_t kLeafRounds = 2;
     // A leaf group has one pair leaving it (its uncovered bridge): one more candidate makes up for it.
     const int64_t t = std::min<int64_t>(options.num_candidates + 1, n - 1);
     SearchOptions search;
@@ -639,9 +640,15 @@ std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
         ++group_degree[child];
         ++group_degree[top(tree_parent[child])];
       }
+      // After kLeafRounds, every group with an uncovered bridge searches: a long chain (a video's
+      // sequential pairs) would otherwise advance from its two ends a few frames per round.
+      const bool leaves_only = local.num_rounds < kLeafRounds;
       std::vector<int64_t> rows;
+      std::vector<char> in_leaf(n, 0);
       for (int64_t i = 0; i < n; ++i) {
-        if (group_degree[top(node[i])] == 1) rows.push_back(i);
+        const int64_t degree = group_degree[top(node[i])];
+        in_leaf[i] = degree == 1;
+        if (degree == 1 || (!leaves_only && degree > 0)) rows.push_back(i);
       }
       std::vector<int64_t> ids(n);
       for (int64_t j = 0; j < n; ++j) ids[j] = top(node[j]);
@@ -659,12 +666,10 @@ std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
         }
       }
       std::sort(candidates.begin(), candidates.end(), BetterEdge);
-      std::vector<char> in_leaf(n, 0);
-      for (int64_t i : rows) in_leaf[i] = 1;
       int64_t taken = 0;
       for (bool leaf_to_leaf : {true, false}) {
         for (const Edge& e : candidates) {
-          if (leaf_to_leaf && !in_leaf[e.b]) continue;
+          if (leaf_to_leaf && !(in_leaf[e.a] && in_leaf[e.b])) continue;
           const int64_t a = node[e.a], b = node[e.b];
           if (root[a] != root[b] || top(a) == top(b) || keys.contains(EdgeKey(e.a, e.b))) continue;
           cover(a, b);

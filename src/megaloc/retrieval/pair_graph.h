@@ -150,7 +150,7 @@ struct BridgeCoverStats {
   int64_t bridges_before = 0;     // bridges of the input graph
   int64_t bridges_after = 0;      // left: only where no usable pair exists (NaN scores, one image)
   int64_t num_added = 0;          // pairs added
-  int64_t num_rounds = 0;         // searches (each over the images of the leaf groups)
+  int64_t num_rounds = 0;         // searches (leaf groups' images, from round 3 all uncovered groups')
   int64_t num_searched_rows = 0;  // query rows over all searches
   double seconds = 0.0;
 };
@@ -162,8 +162,9 @@ struct BridgeCoverStats {
 // on the tree path between the two groups; the groups on it merge): first those between two leaf
 // groups (one such pair covers the bridges of both leaves: for a tree with L leaves, as few as
 // ceil(L / 2) pairs), then the others. Leaves are where covering must start (a leaf's bridge is
-// covered only by a pair leaving the leaf), so the search never runs over the images of a graph's
-// well-connected core. Pairs are (searching image, candidate) with their
+// covered only by a pair leaving the leaf), so the first two rounds never search the images of a
+// graph's well-connected core; from the third round on, every group with an uncovered bridge
+// searches (a long chain is covered in one such round instead of a few links per round). Pairs are (searching image, candidate) with their
 // similarity, in the order they were taken. Components are not joined here (ConnectPairGraph first).
 std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
                                           const DescriptorSource& descriptors,
