@@ -39,20 +39,13 @@ void AddPairGraphOptions(po::options_description& desc, ColmapMatcherOptions* op
        "more than D metres apart; < 0 = off.")
       ("spatial_k", po::value<int>(&options->spatial_k)->default_value(0),
        "Also pair every image with its K nearest images by pose prior (like spatial_matcher); 0 = off.")
-      ("qe_num", po::value<int>(&options->expansion.qe_num)->default_value(0),
-       "Alpha query expansion with the N best neighbours (0 = off).")
-      ("qe_alpha", po::value<float>(&options->expansion.qe_alpha)->default_value(3.0f),
-       "Exponent of the query-expansion weights.")
-      ("dba_num", po::value<int>(&options->expansion.dba_num)->default_value(0),
-       "Database-side augmentation with the N best neighbours (0 = off).")
-      ("dba_alpha", po::value<float>(&options->expansion.dba_alpha)->default_value(3.0f),
-       "Exponent of the DBA weights.")
       ("connect", po::bool_switch(&options->connect),
        "Add the fewest, most similar pairs that join all components of the pair graph.")
       ("cover_bridges", po::bool_switch(&options->cover_bridges),
        "Then add the most similar pairs that close a cycle over every bridge (a pair whose failure "
        "in geometric verification would split the graph), so that any one pair may fail; implies "
        "--connect.");
+  AddQueryExpansionOptions(desc, &options->expansion, "as in megaloc pairs");
 }
 
 void PrintPairGraph(const ColmapMatcherStats& stats) {
@@ -148,6 +141,7 @@ int RunColmapMatcher(int argc, char** argv) {
     if (skip_missing != 0 && skip_missing != 1) MEGALOC_THROW(InvalidArgument, "--skip_missing_images must be 0 or 1");
     if (options.num_matched < 1) MEGALOC_THROW(InvalidArgument, "--num_matched must be >= 1");
     if (options.sequential_overlap < 0) MEGALOC_THROW(InvalidArgument, "--sequential_overlap must be >= 0");
+    ThrowIfInvalid(options.expansion);
     if (options.mapper != "none" && options.mapper != "incremental" && options.mapper != "global") {
       MEGALOC_THROW(InvalidArgument, "--mapper must be none, incremental or global (got '" << options.mapper << "')");
     }

@@ -280,6 +280,9 @@ TEST(BadOutputs, OtherCommands) {
     ExpectCleanError(Megaloc(matcher + " --pairs_path '" + database + "'"), {database, "same file as the input"});
     ExpectCleanError(Megaloc(matcher + " --log_path '" + database + "'"), {database, "same file as the input"});
     ExpectCleanError(Megaloc(matcher + " --pairs_path '" + fifo + "'"), {fifo, "FIFO"});
+    // The query-expansion options are pairs' (one registration), refused by name.
+    ExpectCleanError(Megaloc(matcher + " --qe_num -1"), {"--qe_num"});
+    ExpectCleanError(Megaloc(matcher + " --dba_alpha -2"), {"--dba_alpha"});
     EXPECT_EQ(ReadFileToString(database), "not touched");
   }
 }
