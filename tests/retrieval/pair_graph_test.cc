@@ -44,6 +44,13 @@ DescriptorMatrix RandomUnit(int n, int dim, uint32_t seed) {
   return x;
 }
 
+// img1000, img1001, ... (byte order = index order).
+std::vector<std::string> NumberedNames(int n) {
+  std::vector<std::string> names;
+  for (int i = 0; i < n; ++i) names.push_back("img" + std::to_string(1000 + i));
+  return names;
+}
+
 std::set<std::pair<std::string, std::string>> Unordered(const std::vector<ImagePair>& pairs) {
   std::set<std::pair<std::string, std::string>> out;
   for (const auto& p : pairs) out.insert(std::minmax(p.name1, p.name2));
@@ -195,8 +202,7 @@ TEST(PairGraph, ConnectMatchesBruteForceKruskal) {
   for (uint32_t seed : {1u, 2u, 3u}) {
     const int n = 60;
     const DescriptorMatrix x = RandomUnit(n, 6, seed);
-    std::vector<std::string> names;
-    for (int i = 0; i < n; ++i) names.push_back("img" + std::to_string(1000 + i));
+    const std::vector<std::string> names = NumberedNames(n);
     std::mt19937 rng(seed);
     std::vector<ImagePair> pairs;
     for (int e = 0; e < 25; ++e) {
@@ -324,8 +330,7 @@ TEST(PairGraph, CoverBridgesLeavesNoBridge) {
   for (uint32_t seed : {7u, 8u, 9u}) {
     const int n = 50;
     const DescriptorMatrix x = RandomUnit(n, 6, seed);
-    std::vector<std::string> names;
-    for (int i = 0; i < n; ++i) names.push_back("img" + std::to_string(1000 + i));
+    const std::vector<std::string> names = NumberedNames(n);
     PairGraphOptions options;
     options.search.num_neighbors = 1;
     options.search.min_score = -1.0f;

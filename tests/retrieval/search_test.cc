@@ -151,6 +151,15 @@ TEST(Search, BlockSizesFollowTheBudget) {
   EXPECT_LT(bq, 1000000);
   EXPECT_GE(bd, 1024);
   EXPECT_LE(bytes, options.memory_limit);
+  // 4083 queries x 10k database at 32 MiB: 1024 database rows of 8448 floats do not fit at all.
+  // Query blocks stop shrinking at half the reachable database block, not at one row (which made
+  // 4083 database passes: 448 s instead of seconds for the bridge cover's leaf search).
+  options.memory_limit = int64_t{32} << 20;
+  ExactBlockSizes(4083, 10000, 8448, options, &bq, &bd, &bytes);
+  EXPECT_GE(bq, 64);
+  EXPECT_GE(bd, 400);
+  EXPECT_LE(bytes, options.memory_limit);
+  EXPECT_LE((4083 + bq - 1) / bq, 64);  // database passes
 }
 
 TEST(Search, KIsClampedToTheDatabaseSize) {

@@ -23,6 +23,24 @@ TEST(ThreadGovernor, ThreadsFromTheCoresOthersUse) {
   EXPECT_EQ(ThreadGovernor::ThreadsFor(8, -1.0), 8);
 }
 
+// The window arithmetic on given samples: this process's own CPU time is not "other".
+TEST(ThreadGovernor, SubtractsItsOwnCpuTime) {
+  ThreadGovernor governor(2);
+  EXPECT_EQ(governor.Update(CpuTimes{100.0, 10.0, 50.0}), 2);  // first sample: no window yet
+  // 1 s: the machine was busy 2 core-seconds, 2 of them ours: nobody else.
+  EXPECT_EQ(governor.Update(CpuTimes{102.0, 12.0, 51.0}), 2);
+  EXPECT_DOUBLE_EQ(governor.OtherCores(), 0.0);
+  // 1 s: machine 2 core-seconds, ours 1: another process held a core.
+  EXPECT_EQ(governor.Update(CpuTimes{104.0, 13.0, 52.0}), 1);
+  EXPECT_DOUBLE_EQ(governor.OtherCores(), 1.0);
+  // 0.1 s later (below min_window_seconds): the previous answer, the window stays open.
+  EXPECT_EQ(governor.Update(CpuTimes{104.2, 13.2, 52.1}), 1);
+  EXPECT_DOUBLE_EQ(governor.OtherCores(), 1.0);
+  // 2 s after the last measured sample, nobody else: back to 2 threads.
+  EXPECT_EQ(governor.Update(CpuTimes{108.0, 17.0, 54.0}), 2);
+  EXPECT_DOUBLE_EQ(governor.OtherCores(), 0.0);
+}
+
 TEST(ThreadGovernor, SeesAnotherProcessAndNotItself) {
   EXPECT_GE(UsableCores(), 1);
   ThreadGovernor governor(4);

@@ -4,8 +4,8 @@
 #include <cstdlib>
 #include <exception>
 #include <iostream>
-#include <thread>
 
+#include "megaloc/util/cpu_share.h"
 #include "megaloc/util/file_utils.h"
 #include "megaloc/util/logging.h"
 
@@ -87,10 +87,10 @@ int ClampThreadCount(const std::string& option, int value) {
   if (value == 0 || value < -1) {
     MEGALOC_THROW(InvalidArgument, "--" << option << " must be -1 (all cores) or >= 1, not " << value);
   }
-  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int cores = UsableCores();
   if (value > cores) {
     std::cerr << "WARNING: --" << option << " " << value << " exceeds the " << cores
-              << " cores of this machine; using " << cores << std::endl;
+              << " cores this process may use; using " << cores << std::endl;
     return cores;
   }
   return value;

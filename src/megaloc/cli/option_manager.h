@@ -95,7 +95,7 @@ void ApplyModelCommandOptions(const ModelCommandOptions& values, ModelOptions* m
                               int* num_workers);
 
 // `value` of a thread-count option (-1 = all cores, else >= 1): InvalidArgument otherwise; more than
-// the cores (std::thread::hardware_concurrency) is clamped to them with a warning.
+// the cores this process may use (UsableCores, util/cpu_share.h) is clamped to them with a warning.
 int ClampThreadCount(const std::string& option, int value);
 
 // Registers --resize_max N, --resize W H (fixed, e.g. 322 322) and --native on `options`, binding

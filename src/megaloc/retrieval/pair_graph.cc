@@ -123,6 +123,11 @@ uint64_t EdgeKey(int64_t a, int64_t b) {
   return (static_cast<uint64_t>(a) << 32) | static_cast<uint64_t>(b);
 }
 
+// The two images of an EdgeKey, lower index first.
+std::pair<int64_t, int64_t> EdgeEnds(uint64_t key) {
+  return {static_cast<int64_t>(key >> 32), static_cast<int64_t>(key & 0xffffffffu)};
+}
+
 // Statistics of the graph on n nodes whose unique edges are `keys` (EdgeKey).
 PairGraphStats DescribeEdgeKeys(int64_t n, const EdgeKeySet& keys) {
   PairGraphStats stats;
@@ -132,7 +137,7 @@ PairGraphStats DescribeEdgeKeys(int64_t n, const EdgeKeySet& keys) {
   std::vector<char> touched(n, 0);
   UnionFind uf(n);
   keys.ForEach([&](uint64_t key) {
-    const int64_t a = static_cast<int64_t>(key >> 32), b = static_cast<int64_t>(key & 0xffffffffu);
+    const auto [a, b] = EdgeEnds(key);
     touched[a] = touched[b] = 1;
     if (uf.Union(a, b)) --stats.num_components;
   });
@@ -164,6 +169,17 @@ class SubsetSource : public DescriptorSource {
   const DescriptorSource& source_;
   const std::vector<int64_t>& rows_;
 };
+
+// The exact search of external candidates (connect, bridge cover): the best `t` images outside the
+// query's own group, every score (no min_score).
+SearchOptions CandidateSearch(const ConnectOptions& options, int64_t t) {
+  SearchOptions search;
+  search.num_neighbors = static_cast<int>(t);
+  search.min_score = kNegInf;
+  search.memory_limit = options.memory_limit;
+  search.num_threads = options.num_threads;
+  return search;
+}
 
 // Edge order of the spanning forest: higher score first, then the lower (min, max) index pair.
 struct Edge {
@@ -359,11 +375,7 @@ std::vector<ScoredImagePair> ConnectPairGraph(const std::vector<std::string>& na
   std::vector<float> scores(n * t, kNegInf);
   std::vector<int64_t> size(n, 0), next(n, 0);
   std::vector<char> complete(n, 0);  // the list held every external image at search time
-  SearchOptions search;
-  search.num_neighbors = static_cast<int>(t);
-  search.min_score = kNegInf;
-  search.memory_limit = options.memory_limit;
-  search.num_threads = options.num_threads;
+  const SearchOptions search = CandidateSearch(options, t);
 
   auto search_rows = [&](const std::vector<int64_t>& rows) {
     std::vector<int64_t> db_ids(n);
@@ -468,14 +480,15 @@ Adjacency BuildAdjacency(int64_t n, const EdgeKeySet& keys) {
   Adjacency adj;
   adj.offsets.assign(n + 1, 0);
   keys.ForEach([&](uint64_t key) {
-    ++adj.offsets[(key >> 32) + 1];
-    ++adj.offsets[(key & 0xffffffffu) + 1];
+    const auto [a, b] = EdgeEnds(key);
+    ++adj.offsets[a + 1];
+    ++adj.offsets[b + 1];
   });
   for (int64_t i = 0; i < n; ++i) adj.offsets[i + 1] += adj.offsets[i];
   adj.targets.resize(adj.offsets[n]);
   std::vector<int64_t> fill(adj.offsets.begin(), adj.offsets.end() - 1);
   keys.ForEach([&](uint64_t key) {
-    const int64_t a = static_cast<int64_t>(key >> 32), b = static_cast<int64_t>(key & 0xffffffffu);
+    const auto [a, b] = EdgeEnds(key);
     adj.targets[fill[a]++] = b;
     adj.targets[fill[b]++] = a;
   });
@@ -548,19 +561,17 @@ std::vector<ImagePair> FindBridges(const std::vector<std::string>& names,
   return out;
 }
 
-std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
-                                          const DescriptorSource& descriptors,
-                                          const std::vector<ImagePair>& pairs,
-                                          const ConnectOptions& options,
-                                          BridgeCoverStats* stats) {
-  MEGALOC_CHECK_MSG(options.Check(), "Invalid connect options (see the log)");
-  MEGALOC_CHECK_MSG(static_cast<int64_t>(names.size()) == descriptors.NumRows(),
-                    names.size() << " names for " << descriptors.NumRows() << " descriptors");
+namespace {
+
+// CoverBridges on the unique edges `keys` (EdgeKeys over `names`); BuildPairGraph passes its own.
+std::vector<ScoredImagePair> CoverBridgesOfKeys(const std::vector<std::string>& names,
+                                                const DescriptorSource& descriptors,
+                                                const EdgeKeySet& keys,
+                                                const ConnectOptions& options,
+                                                BridgeCoverStats* stats) {
   Timer timer;
   BridgeCoverStats local;
-  const auto index = IndexOfNames(names);
   const int64_t n = static_cast<int64_t>(names.size());
-  const EdgeKeySet keys = EdgeKeysOf(index, pairs);
   const auto bridges = BridgeIndices(n, BuildAdjacency(n, keys));
   local.bridges_before = local.bridges_after = static_cast<int64_t>(bridges.size());
   std::vector<ScoredImagePair> added;
@@ -570,18 +581,14 @@ std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
     for (const auto& [a, b] : bridges) bridge_keys.insert(EdgeKey(a, b));
     UnionFind groups(n);
     keys.ForEach([&](uint64_t key) {
-      if (!bridge_keys.contains(key)) {
-        groups.Union(static_cast<int64_t>(key >> 32), static_cast<int64_t>(key & 0xffffffffu));
-      }
+      if (!bridge_keys.contains(key)) groups.Union(EdgeEnds(key).first, EdgeEnds(key).second);
     });
     std::vector<int64_t> node(n);  // tree node of every image (the root image of its group)
     for (int64_t i = 0; i < n; ++i) node[i] = groups.Find(i);
     // The bridge tree of every component, rooted (breadth first): parent and depth per node.
-    std::vector<std::vector<int64_t>> tree(n);
-    for (const auto& [a, b] : bridges) {
-      tree[node[a]].push_back(node[b]);
-      tree[node[b]].push_back(node[a]);
-    }
+    EdgeKeySet tree_keys;
+    for (const auto& [a, b] : bridges) tree_keys.insert(EdgeKey(node[a], node[b]));
+    const Adjacency tree = BuildAdjacency(n, tree_keys);
     std::vector<int64_t> tree_parent(n, -1), depth(n, -1), root(n, -1);
     for (int64_t s = 0; s < n; ++s) {
       if (node[s] != s || depth[s] >= 0) continue;
@@ -590,7 +597,8 @@ std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
       std::vector<int64_t> queue = {s};
       for (size_t q = 0; q < queue.size(); ++q) {
         const int64_t v = queue[q];
-        for (int64_t w : tree[v]) {
+        for (int64_t e = tree.offsets[v]; e < tree.offsets[v + 1]; ++e) {
+          const int64_t w = tree.targets[e];
           if (depth[w] >= 0) continue;
           depth[w] = depth[v] + 1;
           tree_parent[w] = v;
@@ -626,11 +634,7 @@ std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
     constexpr int64_t kLeafRounds = 2;
     // A leaf group has one pair leaving it (its uncovered bridge): one more candidate makes up for it.
     const int64_t t = std::min<int64_t>(options.num_candidates + 1, n - 1);
-    SearchOptions search;
-    search.num_neighbors = static_cast<int>(t);
-    search.min_score = kNegInf;
-    search.memory_limit = options.memory_limit;
-    search.num_threads = options.num_threads;
+    const SearchOptions search = CandidateSearch(options, t);
     while (uncovered > 0) {
       // Leaf groups: one uncovered bridge (their own to the parent, or a root with one child left).
       std::vector<int64_t> group_degree(n, 0);
@@ -644,14 +648,14 @@ std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
       // sequential pairs) would otherwise advance from its two ends a few frames per round.
       const bool leaves_only = local.num_rounds < kLeafRounds;
       std::vector<int64_t> rows;
+      std::vector<int64_t> ids(n);  // group of every image (the search's self mask)
       std::vector<char> in_leaf(n, 0);
       for (int64_t i = 0; i < n; ++i) {
-        const int64_t degree = group_degree[top(node[i])];
+        ids[i] = top(node[i]);
+        const int64_t degree = group_degree[ids[i]];
         in_leaf[i] = degree == 1;
         if (degree == 1 || (!leaves_only && degree > 0)) rows.push_back(i);
       }
-      std::vector<int64_t> ids(n);
-      for (int64_t j = 0; j < n; ++j) ids[j] = top(node[j]);
       std::vector<int64_t> query_ids(rows.size());
       for (size_t r = 0; r < rows.size(); ++r) query_ids[r] = ids[rows[r]];
       const SearchResult result =
@@ -685,6 +689,19 @@ std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
   local.seconds = timer.ElapsedSeconds();
   if (stats != nullptr) *stats = local;
   return added;
+}
+
+}  // namespace
+
+std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
+                                          const DescriptorSource& descriptors,
+                                          const std::vector<ImagePair>& pairs,
+                                          const ConnectOptions& options,
+                                          BridgeCoverStats* stats) {
+  MEGALOC_CHECK_MSG(options.Check(), "Invalid connect options (see the log)");
+  MEGALOC_CHECK_MSG(static_cast<int64_t>(names.size()) == descriptors.NumRows(),
+                    names.size() << " names for " << descriptors.NumRows() << " descriptors");
+  return CoverBridgesOfKeys(names, descriptors, EdgeKeysOf(IndexOfNames(names), pairs), options, stats);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -925,12 +942,9 @@ PairGraphResult BuildPairGraph(const std::vector<std::string>& names,
     connect.num_threads = options.search.num_threads;
     std::unordered_map<std::string, int64_t> index;
     for (int64_t i = 0; i < n; ++i) index.emplace(sorted[i], i);
-    auto plain_pairs = [&]() {
-      std::vector<ImagePair> plain;
-      plain.reserve(pairs.size());
-      for (const auto& p : pairs) plain.push_back(p.pair);
-      return plain;
-    };
+    std::vector<ImagePair> plain;
+    plain.reserve(pairs.size());
+    for (const auto& p : pairs) plain.push_back(p.pair);
     auto append = [&](const std::vector<ScoredImagePair>& extra, PairSource source) {
       for (const ScoredImagePair& p : extra) {
         pairs.push_back(p);
@@ -939,11 +953,10 @@ PairGraphResult BuildPairGraph(const std::vector<std::string>& names,
       }
       return static_cast<int64_t>(extra.size());
     };
-    out.num_connect =
-        append(ConnectPairGraph(sorted, x, plain_pairs(), connect, &out.connect), PairSource::kConnect);
+    out.num_connect = append(ConnectPairGraph(sorted, x, plain, connect, &out.connect), PairSource::kConnect);
     if (options.cover_bridges) {
-      out.num_bridge =
-          append(CoverBridges(sorted, x, plain_pairs(), connect, &out.bridges), PairSource::kBridge);
+      // The graph's own key set (every source and the connecting pairs): no second list of names.
+      out.num_bridge = append(CoverBridgesOfKeys(sorted, x, present, connect, &out.bridges), PairSource::kBridge);
     }
     out.after = DescribeEdgeKeys(n, present);
   } else {

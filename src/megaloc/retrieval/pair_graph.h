@@ -164,8 +164,9 @@ struct BridgeCoverStats {
 // ceil(L / 2) pairs), then the others. Leaves are where covering must start (a leaf's bridge is
 // covered only by a pair leaving the leaf), so the first two rounds never search the images of a
 // graph's well-connected core; from the third round on, every group with an uncovered bridge
-// searches (a long chain is covered in one such round instead of a few links per round). Pairs are (searching image, candidate) with their
-// similarity, in the order they were taken. Components are not joined here (ConnectPairGraph first).
+// searches (a long chain is covered in one such round instead of a few links per round). Pairs are
+// (searching image, candidate) with their similarity, in the order they were taken. Components are
+// not joined here (ConnectPairGraph first).
 std::vector<ScoredImagePair> CoverBridges(const std::vector<std::string>& names,
                                           const DescriptorSource& descriptors,
                                           const std::vector<ImagePair>& pairs,

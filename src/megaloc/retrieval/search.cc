@@ -315,12 +315,19 @@ void BlockSizesImpl(int64_t num_queries,
 
   int64_t bq = nq;
   if (options.max_query_block > 0) bq = std::min(bq, options.max_query_block);
+  // Query blocks shrink until the database block reaches kMinDbBlock rows, or half of what a
+  // one-row query block would leave it when the budget cannot hold kMinDbBlock database rows at all
+  // (large dimension, small budget): shrinking them further would multiply the database passes
+  // (every query block streams the whole database) for a database block barely larger.
+  const int64_t one_row = q_row + heap_row;
+  const int64_t reachable = one_row < budget ? (budget - one_row) / (db_row + 4) : 0;
+  const int64_t target = std::max<int64_t>(1, std::min({nb, kMinDbBlock, reachable / 2}));
   int64_t bd = 0;
   while (true) {
     const int64_t fixed = bq * (q_row + heap_row);
     const int64_t per_db_row = db_row + bq * 4;
     bd = fixed < budget ? (budget - fixed) / per_db_row : 0;
-    if (bd >= std::min(nb, kMinDbBlock) || bq == 1) break;
+    if (bd >= target || bq == 1) break;
     bq = std::max<int64_t>(1, bq / 2);
   }
   bd = std::min(bd, nb);

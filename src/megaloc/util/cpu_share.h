@@ -15,6 +15,16 @@ namespace megaloc {
 // Cores this process may run on (sched_getaffinity), at least 1.
 int UsableCores();
 
+// CPU time used so far: by the whole machine (/proc/stat, all CPUs) and by this process.
+struct CpuTimes {
+  double machine_busy_seconds = 0.0;  // user + nice + system + irq + softirq
+  double own_seconds = 0.0;           // getrusage(RUSAGE_SELF): user + system
+  double wall_seconds = 0.0;          // CLOCK_MONOTONIC
+};
+
+// Now; false when /proc/stat cannot be read.
+bool ReadCpuTimes(CpuTimes* times);
+
 class ThreadGovernor {
  public:
   // `max_threads` >= 1: the most threads Update() returns (the cores the user allows).
@@ -25,6 +35,8 @@ class ThreadGovernor {
   // to nearest), at least 1. Windows shorter than `min_window_seconds` keep the previous answer;
   // max_threads when /proc/stat cannot be read.
   int Update();
+  // The same from a given sample (tests).
+  int Update(const CpuTimes& now);
 
   // Cores other processes used in the last measured window (0 before the first window).
   double OtherCores() const { return other_cores_; }
@@ -36,16 +48,11 @@ class ThreadGovernor {
   double min_window_seconds = 0.2;
 
  private:
-  bool Sample(uint64_t* busy_ticks, uint64_t* total_ticks, double* own_cpu_seconds, double* wall) const;
-
   int max_threads_;
   int threads_;
   double other_cores_ = 0.0;
   bool have_sample_ = false;
-  uint64_t busy_ticks_ = 0;
-  uint64_t total_ticks_ = 0;
-  double own_cpu_seconds_ = 0.0;
-  double wall_ = 0.0;
+  CpuTimes last_;
 };
 
 }  // namespace megaloc
